@@ -1,0 +1,13 @@
+"""XComs as JSON objects in a Google Cloud Storage bucket (connection gcs_xcom_backend_conn).
+
+Select it with (settings: .env.example):
+
+    AIRFLOW__CORE__XCOM_BACKEND=include.gcs_xcom_backend_json.GCSXComBackendJSON
+"""
+
+from include.xcom_backend import ObjectStoreXComBackend
+from include.xcom_backend.stores import GCSStore
+
+
+class GCSXComBackendJSON(ObjectStoreXComBackend):
+    stores = (GCSStore.from_env,)

@@ -1,0 +1,14 @@
+"""XComs in a GCS bucket: DataFrames and Series as Parquet, everything else as JSON.
+
+Select it with (settings: .env.example):
+
+    AIRFLOW__CORE__XCOM_BACKEND=include.gcs_xcom_backend_pandas.GCSXComBackendPandas
+"""
+
+from include.xcom_backend import ObjectStoreXComBackend
+from include.xcom_backend.stores import GCSStore
+
+
+class GCSXComBackendPandas(ObjectStoreXComBackend):
+    stores = (GCSStore.from_env,)
+    pandas = True

@@ -1,0 +1,15 @@
+"""XComs written to S3 and GCS at once, read from S3 (falling back to GCS): a copy in a second cloud.
+
+Select it with
+
+    AIRFLOW__CORE__XCOM_BACKEND=include.mirror_xcom_backend.S3GCSMirrorXComBackendJSON
+
+A push succeeds only when both copies are written; a failed second copy removes the first.
+"""
+
+from include.xcom_backend import ObjectStoreXComBackend
+from include.xcom_backend.stores import GCSStore, S3Store
+
+
+class S3GCSMirrorXComBackendJSON(ObjectStoreXComBackend):
+    stores = (S3Store.from_env, GCSStore.from_env)

@@ -1,0 +1,13 @@
+"""XComs as JSON objects in an S3 bucket (connection s3_xcom_backend_conn).
+
+Select it with (settings: .env.example):
+
+    AIRFLOW__CORE__XCOM_BACKEND=include.s3_xcom_backend_json.S3XComBackendJSON
+"""
+
+from include.xcom_backend import ObjectStoreXComBackend
+from include.xcom_backend.stores import S3Store
+
+
+class S3XComBackendJSON(ObjectStoreXComBackend):
+    stores = (S3Store.from_env,)

@@ -1,0 +1,14 @@
+"""XComs in an S3 bucket: DataFrames and Series as Parquet, everything else as JSON.
+
+Select it with (settings: .env.example):
+
+    AIRFLOW__CORE__XCOM_BACKEND=include.s3_xcom_backend_pandas.S3XComBackendPandas
+"""
+
+from include.xcom_backend import ObjectStoreXComBackend
+from include.xcom_backend.stores import S3Store
+
+
+class S3XComBackendPandas(ObjectStoreXComBackend):
+    stores = (S3Store.from_env,)
+    pandas = True

@@ -1,0 +1,231 @@
+"""The XCom backend core: a task's return value to the bucket and back, for every cloud.
+
+Push (the producing task calls `serialize_value`):
+    value -> codec (JSON, or Parquet for pandas) -> bytes [-> gzip/zstd] -> sha256
+          -> store.put(key, bytes) -> reference string "xcom_s3://bucket/key#sha256=…" -> Airflow's DB
+Pull (the consuming task calls `deserialize_value` with what the DB holds):
+    reference -> store.get(key) (retried while the store is unreachable) -> verify sha256
+              -> [decompress] -> codec chosen by the key's extension -> value
+Anything in the DB that is not a reference (small values kept there by the threshold, or XComs
+Airflow writes itself) is handed to Airflow's own deserializer, exactly as without this backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from airflow.sdk.bases.xcom import BaseXCom
+
+from include.xcom_backend.codecs import (
+    CODECS,
+    COMPRESSION_SUFFIX,
+    Codec,
+    CSVCodec,
+    JSONCodec,
+    ParquetCodec,
+    UnsupportedValue,
+    compress,
+    decompress,
+    is_pandas_object,
+)
+from include.xcom_backend.errors import (
+    XComObjectNotFound,
+    XComReferenceError,
+    XComStorageError,
+    XComStoreUnreachable,
+)
+from include.xcom_backend.reference import LOOKS_LIKE_REFERENCE, Reference, object_key
+from include.xcom_backend.settings import Settings
+from include.xcom_backend.stores import STORES, ObjectStore
+
+log = logging.getLogger(__name__)
+
+_CONTENT_TYPES = {
+    ".json": "application/json",
+    ".parquet": "application/vnd.apache.parquet",
+    ".csv": "text/csv",
+}
+
+
+def _describe(dag_id: str | None, task_id: str | None, map_index: int | None, key: str | None) -> str:
+    index = f"[{map_index}]" if map_index not in (None, -1) else ""
+    return f"task {dag_id}.{task_id}{index}, key {key!r}"
+
+
+class ObjectStoreXComBackend(BaseXCom):
+    """Stores XCom values as objects; subclasses only say which store(s) and whether pandas is on.
+
+    `stores`: factories of the stores to write to; reads use the store named by the reference, and
+    fall back to the others in order (a mirror). `pandas`: DataFrames and Series go to Parquet (or CSV).
+    """
+
+    stores: ClassVar[tuple[Callable[[], ObjectStore], ...]] = ()
+    pandas: ClassVar[bool] = False
+
+    # --- push -----------------------------------------------------------------------------------
+    @classmethod
+    def serialize_value(  # type: ignore[override]
+        cls,
+        value: Any,
+        *,
+        key: str | None = None,
+        task_id: str | None = None,
+        dag_id: str | None = None,
+        run_id: str | None = None,
+        map_index: int | None = None,
+    ) -> str:
+        settings = Settings.from_env()
+        codec = cls._codec_for(value, settings)
+        try:
+            data = codec.encode(value)
+        except UnsupportedValue as exc:
+            kind = f"{type(value).__module__}.{type(value).__qualname__}"
+            raise TypeError(
+                f"{cls.__name__} cannot store the XCom of {_describe(dag_id, task_id, map_index, key)}: "
+                f"a value of type {kind} is not supported ({exc})"
+            ) from None
+
+        if cls._keep_in_database(value, codec, data, settings):
+            return BaseXCom.serialize_value(value)
+
+        extension = codec.extension
+        if settings.compression and not isinstance(codec, ParquetCodec):
+            data = compress(data, settings.compression)
+            extension += COMPRESSION_SUFFIX[settings.compression]
+        checksum = hashlib.sha256(data).hexdigest()
+        object_name = object_key(
+            settings.key_prefix,
+            dag_id=dag_id or "unknown-dag",
+            run_id=run_id or "unknown-run",
+            task_id=task_id or "unknown-task",
+            map_index=-1 if map_index is None else map_index,
+            key=key or "return_value",
+            extension=extension,
+        )
+        written: list[ObjectStore] = []
+        try:
+            for store in cls._write_stores():
+                store.put(
+                    object_name,
+                    data,
+                    content_type=_CONTENT_TYPES[codec.extension],
+                    metadata={"xcom-sha256": checksum},
+                )
+                written.append(store)
+        except XComStorageError:
+            # A mirror that got only part of the copies would be read inconsistently: undo.
+            for store in written:
+                cls._delete_quietly(store, object_name)
+            raise
+        reference = Reference(written[0].scheme, written[0].bucket, object_name, checksum)
+        where = _describe(dag_id, task_id, map_index, key)
+        log.info("XCom of %s stored as %s (%d bytes)", where, reference, len(data))
+        return BaseXCom.serialize_value(str(reference))
+
+    @classmethod
+    def _codec_for(cls, value: Any, settings: Settings) -> Codec:
+        if cls.pandas and is_pandas_object(value):
+            return CSVCodec() if settings.pandas_format == "csv" else CODECS[".parquet"]
+        return CODECS[".json"]
+
+    @staticmethod
+    def _keep_in_database(value: Any, codec: Codec, data: bytes, settings: Settings) -> bool:
+        """Small JSON values may stay in Airflow's DB, except strings that look like references."""
+        if not settings.threshold_bytes or len(data) >= settings.threshold_bytes:
+            return False
+        if not isinstance(codec, JSONCodec):
+            return False  # frames always go to the store, where their exact dtypes are kept
+        return not (isinstance(value, str) and LOOKS_LIKE_REFERENCE.match(value))
+
+    # --- pull -----------------------------------------------------------------------------------
+    @classmethod
+    def deserialize_value(cls, result: Any) -> Any:  # type: ignore[override]
+        raw = result.value
+        reference = Reference.parse(raw)
+        if reference is None:
+            if isinstance(raw, str) and LOOKS_LIKE_REFERENCE.match(raw):
+                # We never keep such strings in the DB ourselves: this is a reference we cannot
+                # resolve (e.g. written by the tutorial's backend), not data.
+                raise XComReferenceError(
+                    f"XCom value {raw[:200]!r} looks like an object-store reference but is not in this "
+                    "backend's format (xcom_<store>://<bucket>/<key>#sha256=<hex>); it cannot be read"
+                )
+            return BaseXCom.deserialize_value(result)
+        return cls.read(reference)
+
+    @classmethod
+    def read(cls, reference: Reference) -> Any:
+        """The value a reference points to, verified against its checksum."""
+        data = cls._fetch(reference)
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != reference.sha256:
+            from include.xcom_backend.errors import XComIntegrityError
+
+            raise XComIntegrityError(str(reference), reference.sha256, actual)
+        codec_ext, _, compression = reference.extension.partition(".")[2].partition(".")
+        if compression:
+            data = decompress(data, "." + compression)
+        return CODECS["." + codec_ext].decode(data)
+
+    @classmethod
+    def _fetch(cls, reference: Reference) -> bytes:
+        candidates = [STORES[reference.scheme](reference.bucket)]
+        candidates += [s for s in cls._write_stores()[1:] if s.scheme != reference.scheme]
+        last_error: XComStorageError | None = None
+        for store in candidates:
+            try:
+                return cls._get_with_retries(store, reference)
+            except (XComStoreUnreachable, XComObjectNotFound) as exc:
+                last_error = exc  # try the mirror, if any
+        assert last_error is not None
+        raise last_error
+
+    @staticmethod
+    def _get_with_retries(store: ObjectStore, reference: Reference) -> bytes:
+        attempts = Settings.from_env().read_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return store.get(reference.key)
+            except XComObjectNotFound:
+                raise XComObjectNotFound(str(reference), store.bucket) from None
+            except XComStoreUnreachable as exc:
+                if attempt == attempts:
+                    detail = str(exc).split(": ", 1)[-1]
+                    raise XComStoreUnreachable(store.endpoint, detail, reference=str(reference)) from None
+                delay = 0.5 * 2 ** (attempt - 1)
+                log.warning("XCom store %s unreachable; retry %d in %.1fs", store.endpoint, attempt, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    # --- cleanup --------------------------------------------------------------------------------
+    @classmethod
+    def purge(cls, xcom: Any, *args: Any) -> None:  # type: ignore[override]
+        """Delete the object behind an XCom that Airflow is deleting (task cleared, or retried).
+
+        A failure is logged, not raised: it must not fail the task being re-run, and what is left
+        behind is an orphan the `xcom_storage_cleanup` DAG removes.
+        """
+        reference = Reference.parse(getattr(xcom, "value", None))
+        if reference is None:
+            return
+        targets = [STORES[reference.scheme](reference.bucket)]
+        targets += [s for s in cls._write_stores()[1:] if s.scheme != reference.scheme]
+        for store in targets:
+            cls._delete_quietly(store, reference.key)
+
+    @staticmethod
+    def _delete_quietly(store: ObjectStore, key: str) -> None:
+        try:
+            store.delete(key)
+        except XComStorageError as exc:
+            log.warning("Could not delete XCom object %s: %s", store.url(key), exc)
+
+    @classmethod
+    def _write_stores(cls) -> list[ObjectStore]:
+        if not cls.stores:
+            raise TypeError(f"{cls.__name__} names no store; set `stores` on the class")
+        return [factory() for factory in cls.stores]

@@ -1,0 +1,195 @@
+"""How values become bytes and come back: JSON for general values, Parquet (or CSV) for pandas objects.
+
+The codec is chosen from the value when writing and from the object's extension when reading, so a
+backend can always read what any other backend of this project wrote.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from typing import Any, Protocol
+
+_RESERVED_KEYS = frozenset({"__classname__", "__version__", "__data__", "__id__"})
+
+
+class Codec(Protocol):
+    extension: str
+
+    def encode(self, value: Any) -> bytes: ...
+
+    def decode(self, data: bytes) -> Any: ...
+
+
+class UnsupportedValue(TypeError):
+    """The codec cannot represent the value exactly; the backend adds the task, key and type."""
+
+
+def is_pandas_object(value: Any) -> bool:
+    """True for DataFrame and Series, without importing pandas for backends that never see one."""
+    module = type(value).__module__
+    if not module.startswith("pandas"):
+        return False
+    import pandas as pd
+
+    return isinstance(value, pd.DataFrame | pd.Series)
+
+
+def _check_json_keys(value: Any) -> None:
+    """Refuse what Airflow's serializer would silently change: non-string keys, its own reserved keys."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for k, v in item.items():
+                if not isinstance(k, str):
+                    raise UnsupportedValue(
+                        f"dict key {k!r} of type {type(k).__name__} would come back as a string; "
+                        "use string keys"
+                    )
+                if k in _RESERVED_KEYS:
+                    raise UnsupportedValue(f"dict key {k!r} is reserved by Airflow's serializer")
+                stack.append(v)
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+
+
+class JSONCodec:
+    """JSON text of Airflow's own serialization (airflow.sdk.serde).
+
+    So every value Airflow's database XCom accepts (including tuples, sets, datetimes, Decimals and
+    dataclasses) comes back with the same type, and the object stays readable JSON in the bucket.
+    """
+
+    extension = ".json"
+
+    def encode(self, value: Any) -> bytes:
+        from airflow.sdk.serde import serialize
+
+        if is_pandas_object(value):
+            raise UnsupportedValue("pandas objects need a *Pandas backend (Parquet), not a JSON one")
+        _check_json_keys(value)
+        try:
+            data = serialize(value)
+            return json.dumps(data, separators=(",", ":")).encode("ascii")
+        except RecursionError:
+            raise UnsupportedValue("the value is nested too deeply for JSON") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise UnsupportedValue(str(exc)) from None
+
+    def decode(self, data: bytes) -> Any:
+        from airflow.sdk.serde import deserialize
+
+        return deserialize(json.loads(data))
+
+
+class ParquetCodec:
+    """Parquet through pyarrow, with what pyarrow's pandas metadata leaves out recorded beside it.
+
+    pyarrow restores dtypes (nullable, string, category, tz-aware, timedelta), column names and every
+    index kind; this codec adds the RangeIndex of columns, object columns holding Python objects,
+    the index frequency, `attrs`, and Series (stored as one column, returned as a Series).
+    """
+
+    extension = ".parquet"
+    _META = b"xcom_backend"
+
+    def __init__(self, compression: str = "snappy") -> None:
+        self.compression = compression
+
+    def encode(self, value: Any) -> bytes:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from airflow.sdk.serde import serialize
+
+        meta: dict[str, Any] = {"v": 1, "kind": "frame"}
+        if isinstance(value, pd.Series):
+            meta["kind"] = "series"
+            meta["series_name"] = serialize(value.name)
+            frame = value.to_frame(name="series")
+        else:
+            frame = value
+        if isinstance(frame.columns, pd.RangeIndex):
+            meta["range_columns"] = [frame.columns.start, frame.columns.stop, frame.columns.step]
+        meta["object_columns"] = [i for i, dtype in enumerate(frame.dtypes) if dtype.kind == "O"]
+        freq = getattr(frame.index, "freq", None)
+        if freq is not None:
+            meta["index_freq"] = frame.index.freqstr
+        if frame.attrs:
+            meta["attrs"] = serialize(frame.attrs)
+        try:
+            table = pa.Table.from_pandas(frame)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise UnsupportedValue(f"Parquet cannot store it: {exc}") from None
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), self._META: json.dumps(meta)})
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression=self.compression)
+        return sink.getvalue().to_pybytes()
+
+    def decode(self, data: bytes) -> Any:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from airflow.sdk.serde import deserialize
+
+        table = pq.read_table(pa.BufferReader(data))
+        meta = json.loads((table.schema.metadata or {}).get(self._META, b"{}"))
+        frame = table.to_pandas()
+        for position in meta.get("object_columns", []):
+            # pyarrow turns object columns into `str` or numpy arrays; rebuild the Python objects.
+            values = table.column(position).to_pylist()
+            frame.isetitem(position, pd.Series(values, index=frame.index, dtype=object))
+        if "range_columns" in meta:
+            frame.columns = pd.RangeIndex(*meta["range_columns"], name=frame.columns.name)
+        if "index_freq" in meta:
+            frame.index.freq = meta["index_freq"]
+        if "attrs" in meta:
+            frame.attrs = deserialize(meta["attrs"])
+        if meta.get("kind") == "series":
+            series = frame.iloc[:, 0]
+            series.name = deserialize(meta["series_name"])
+            return series
+        return frame
+
+
+class CSVCodec:
+    """The tutorial's format, kept as an option. Lossy by nature: dtypes are re-inferred when read
+    (nullable ints, categories, tz-aware datetimes and timedeltas come back as plain numbers or
+    strings), only the first index level survives, and a Series comes back as a one-column frame."""
+
+    extension = ".csv"
+
+    def encode(self, value: Any) -> bytes:
+        return value.to_csv(index=True).encode("utf-8")
+
+    def decode(self, data: bytes) -> Any:
+        import pandas as pd
+
+        return pd.read_csv(io.BytesIO(data), index_col=0)
+
+
+def compress(data: bytes, algorithm: str) -> bytes:
+    if algorithm == "gzip":
+        return gzip.compress(data, compresslevel=6, mtime=0)
+    if algorithm == "zstd":
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=3).compress(data)
+    raise ValueError(f"unknown compression {algorithm!r}")
+
+
+def decompress(data: bytes, suffix: str) -> bytes:
+    if suffix == ".gz":
+        return gzip.decompress(data)
+    if suffix == ".zst":
+        import zstandard
+
+        # Objects written by the one-shot compressor carry their size; streaming covers the rest.
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    raise ValueError(f"unknown compression suffix {suffix!r}")
+
+
+COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
+CODECS: dict[str, Codec] = {".json": JSONCodec(), ".parquet": ParquetCodec(), ".csv": CSVCodec()}

@@ -1,0 +1,105 @@
+"""Amazon S3 (and any S3 API) through the Amazon provider's S3Hook."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+from include.xcom_backend.settings import env
+from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
+
+_SINGLE_PUT_LIMIT = 64 * 1024 * 1024  # above this, parallel multipart upload is faster
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_NO_BUCKET = {"NoSuchBucket"}
+_DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
+
+
+def classify_s3_error(exc: BaseException) -> Failure | None:
+    """Shared with the MinIO adapter: both speak the S3 API and return the same error codes."""
+    import botocore.exceptions as bce
+
+    if isinstance(exc, bce.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in _NOT_FOUND:
+            return "not_found"
+        if code in _NO_BUCKET:
+            return "no_bucket"
+        if code in _DENIED:
+            return "denied"
+        return None
+    if isinstance(exc, bce.EndpointConnectionError | bce.ConnectTimeoutError | bce.ReadTimeoutError):
+        return "unreachable"
+    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return "denied"
+    return None
+
+
+class S3Store(ObjectStore):
+    scheme = "s3"
+
+    def __init__(self, bucket: str, conn_id: str) -> None:
+        super().__init__(bucket, f"'{conn_id}'")
+        self.conn_id = conn_id
+        self._client = LazyClient()
+
+    @classmethod
+    def from_env(cls, bucket: str | None = None) -> S3Store:
+        return cls.shared(
+            bucket or env("XCOM_BACKEND_S3_BUCKET", "s3-xcom-backend-example"),
+            env("XCOM_BACKEND_S3_CONN_ID", "s3_xcom_backend_conn"),
+        )
+
+    @property
+    def client(self) -> Any:
+        def build() -> Any:
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            return S3Hook(aws_conn_id=self.conn_id).get_conn()
+
+        return self._client.get(build)
+
+    @property
+    def endpoint(self) -> str:
+        try:
+            return str(self.client.meta.endpoint_url)
+        except Exception:
+            return f"the S3 endpoint of connection '{self.conn_id}'"
+
+    def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        if len(data) <= _SINGLE_PUT_LIMIT:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata
+            )
+        else:
+            self.client.upload_fileobj(
+                io.BytesIO(data),
+                self.bucket,
+                key,
+                ExtraArgs={"ContentType": content_type, "Metadata": metadata},
+            )
+
+    def _get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def _delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def _list(self, prefix: str) -> Iterator[StoredObject]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield StoredObject(item["Key"], item["Size"], item["LastModified"])
+
+    def _bucket_exists(self) -> bool:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except Exception as exc:
+            if classify_s3_error(exc) in ("not_found", "no_bucket"):
+                return False
+            raise
+        return True
+
+    def _classify(self, exc: BaseException) -> Failure | None:
+        return classify_s3_error(exc)

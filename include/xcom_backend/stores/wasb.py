@@ -1,0 +1,96 @@
+"""Azure Blob Storage through the Microsoft Azure provider's WasbHook."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from include.xcom_backend.settings import env
+from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
+
+# The SDK's default policy retries a dead endpoint with 15 s+ back-offs; the backend retries reads
+# itself, so keep each call short.
+_CALL_OPTIONS = {"retry_total": 1, "retry_backoff_factor": 0.2}
+
+
+class WasbStore(ObjectStore):
+    scheme = "wasb"
+
+    def __init__(self, bucket: str, conn_id: str) -> None:
+        super().__init__(bucket, f"'{conn_id}'")
+        self.conn_id = conn_id
+        self._hook = LazyClient()
+
+    @classmethod
+    def from_env(cls, bucket: str | None = None) -> WasbStore:
+        return cls.shared(
+            bucket or env("XCOM_BACKEND_AZURE_CONTAINER", "custom-xcom-backend"),
+            env("XCOM_BACKEND_AZURE_CONN_ID", "azure_xcom_backend_conn"),
+        )
+
+    @property
+    def hook(self) -> Any:
+        def build() -> Any:
+            from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+            hook = WasbHook(wasb_conn_id=self.conn_id)
+            _ = hook.blob_service_client  # built once, under the lock
+            return hook
+
+        return self._hook.get(build)
+
+    @property
+    def endpoint(self) -> str:
+        try:
+            # primary_endpoint has no query string, so no SAS token.
+            return str(self.hook.blob_service_client.primary_endpoint)
+        except Exception:
+            return f"the Azure Blob endpoint of connection '{self.conn_id}'"
+
+    def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        from azure.storage.blob import ContentSettings
+
+        self.hook.upload(
+            self.bucket,
+            key,
+            data,
+            length=len(data),
+            overwrite=True,
+            metadata=metadata,
+            content_settings=ContentSettings(content_type=content_type),
+            max_concurrency=4,
+            **_CALL_OPTIONS,
+        )
+
+    def _get(self, key: str) -> bytes:
+        return self.hook.download(self.bucket, key, max_concurrency=4, **_CALL_OPTIONS).readall()
+
+    def _delete(self, key: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            self.hook.blob_service_client.get_blob_client(self.bucket, key).delete_blob(**_CALL_OPTIONS)
+        except ResourceNotFoundError as exc:
+            if getattr(exc, "error_code", None) != "BlobNotFound":
+                raise
+
+    def _list(self, prefix: str) -> Iterator[StoredObject]:
+        container = self.hook.blob_service_client.get_container_client(self.bucket)
+        for blob in container.list_blobs(name_starts_with=prefix):
+            yield StoredObject(blob.name, blob.size or 0, blob.last_modified)
+
+    def _bucket_exists(self) -> bool:
+        return bool(self.hook.blob_service_client.get_container_client(self.bucket).exists())
+
+    def _classify(self, exc: BaseException) -> Failure | None:
+        from azure.core import exceptions as aexc
+
+        if isinstance(exc, aexc.ResourceNotFoundError):
+            return "no_bucket" if getattr(exc, "error_code", None) == "ContainerNotFound" else "not_found"
+        if isinstance(exc, aexc.ClientAuthenticationError):
+            return "denied"
+        if isinstance(exc, aexc.HttpResponseError) and exc.status_code == 403:
+            return "denied"
+        if isinstance(exc, aexc.ServiceRequestError | aexc.ServiceResponseError):
+            return "unreachable"
+        return None
