@@ -113,7 +113,7 @@ class ObjectStoreXComBackend(BaseXCom):
                     object_name,
                     data,
                     content_type=_CONTENT_TYPES[codec.extension],
-                    metadata={"xcom-sha256": checksum},
+                    metadata={"xcom_sha256": checksum},
                 )
                 written.append(store)
         except XComStorageError:

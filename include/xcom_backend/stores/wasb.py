@@ -8,9 +8,9 @@ from typing import Any
 from include.xcom_backend.settings import env
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
 
-# The SDK's default policy retries a dead endpoint with 15 s+ back-offs; the backend retries reads
-# itself, so keep each call short.
-_CALL_OPTIONS = {"retry_total": 1, "retry_backoff_factor": 0.2}
+# The SDK retries a dead endpoint with back-offs of 15 s and more; the backend retries reads itself
+# with short back-offs, so a connection failure should surface at once.
+_CALL_OPTIONS = {"retry_connect": 0}
 
 
 class WasbStore(ObjectStore):
