@@ -6,6 +6,7 @@ backend can always read what any other backend of this project wrote.
 
 from __future__ import annotations
 
+import decimal
 import gzip
 import io
 import json
@@ -36,12 +37,17 @@ def is_pandas_object(value: Any) -> bool:
     return isinstance(value, pd.DataFrame | pd.Series)
 
 
-def _check_json_keys(value: Any) -> None:
-    """Refuse what Airflow's serializer would silently change: non-string keys, its own reserved keys."""
+def _check_json_value(value: Any) -> None:
+    """Refuse what Airflow's serializer would silently change: non-string keys, its reserved keys,
+    and Decimals it would round through a float."""
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, dict):
+        if isinstance(item, decimal.Decimal):
+            exponent = item.as_tuple().exponent
+            if isinstance(exponent, int) and exponent < 0 and decimal.Decimal(str(float(item))) != item:
+                raise UnsupportedValue(f"Decimal {item} would lose digits through Airflow's float encoding")
+        elif isinstance(item, dict):
             for k, v in item.items():
                 if not isinstance(k, str):
                     raise UnsupportedValue(
@@ -51,6 +57,8 @@ def _check_json_keys(value: Any) -> None:
                 if k in _RESERVED_KEYS:
                     raise UnsupportedValue(f"dict key {k!r} is reserved by Airflow's serializer")
                 stack.append(v)
+            if "__var" in item and "__type" in item:
+                raise UnsupportedValue("a dict with both '__var' and '__type' keys is Airflow's envelope")
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend(item)
 
@@ -69,7 +77,7 @@ class JSONCodec:
 
         if is_pandas_object(value):
             raise UnsupportedValue("pandas objects need a *Pandas backend (Parquet), not a JSON one")
-        _check_json_keys(value)
+        _check_json_value(value)
         try:
             data = serialize(value)
             return json.dumps(data, separators=(",", ":")).encode("ascii")
@@ -99,6 +107,7 @@ class ParquetCodec:
         self.compression = compression
 
     def encode(self, value: Any) -> bytes:
+        import numpy as np
         import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -113,7 +122,9 @@ class ParquetCodec:
             frame = value
         if isinstance(frame.columns, pd.RangeIndex):
             meta["range_columns"] = [frame.columns.start, frame.columns.stop, frame.columns.step]
-        meta["object_columns"] = [i for i, dtype in enumerate(frame.dtypes) if dtype.kind == "O"]
+        meta["object_columns"] = [
+            i for i, dtype in enumerate(frame.dtypes) if isinstance(dtype, np.dtype) and dtype.kind == "O"
+        ]
         freq = getattr(frame.index, "freq", None)
         if freq is not None:
             meta["index_freq"] = frame.index.freqstr

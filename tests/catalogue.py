@@ -1,0 +1,235 @@
+"""Hostile values and frames for the backend contract suite, and an exact-equality check.
+
+Each case is (id, factory, expected): expected is "exact" (must come back equal, with the same
+types) or an exception class the backend must raise when storing it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+Case = tuple[str, Callable[[], Any], Any]
+
+
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+VALUES: list[Case] = [
+    ("none", lambda: None, "exact"),
+    ("true", lambda: True, "exact"),
+    ("false", lambda: False, "exact"),
+    ("zero", lambda: 0, "exact"),
+    ("negative", lambda: -1, "exact"),
+    ("int-beyond-64-bit", lambda: 2**70 + 1, "exact"),
+    ("int-below-int64", lambda: -(2**63) - 1, "exact"),
+    ("float", lambda: 1.5, "exact"),
+    ("float-max", lambda: 1.7976931348623157e308, "exact"),
+    ("float-subnormal", lambda: 5e-324, "exact"),
+    ("float-nan", lambda: math.nan, "exact"),
+    ("float-infinities", lambda: [math.inf, -math.inf], "exact"),
+    ("empty-string", lambda: "", "exact"),
+    ("unicode", lambda: "ü 日本語 😀 \u200b", "exact"),
+    ("control-chars", lambda: "\x00\x01\n\t\r\x7f", "exact"),
+    ("lone-surrogate", lambda: "\ud800", "exact"),
+    ("reference-lookalike", lambda: "xcom_s3://not-a-bucket", "exact"),
+    (
+        "valid-reference-string",
+        lambda: "xcom_s3://other-bucket/xcom/d/r/t/-1/k/" + "0" * 32 + ".json#sha256=" + "a" * 64,
+        "exact",
+    ),
+    ("string-1MB", lambda: "A" * 1_000_000, "exact"),
+    ("empty-list", lambda: [], "exact"),
+    ("empty-dict", lambda: {}, "exact"),
+    ("nested-200", lambda: _nested(200), "exact"),
+    ("nested-mixed", lambda: {"a": {"b": [1, {"c": None, "d": [True, 1, 1.0]}]}}, "exact"),
+    ("tuple", lambda: (1, "a", None), "exact"),
+    ("tuple-in-dict", lambda: {"t": (1, (2,))}, "exact"),
+    ("set", lambda: {1, 2, 3}, "exact"),
+    ("frozenset", lambda: frozenset({"x"}), "exact"),
+    ("datetime-tz", lambda: dt.datetime(2026, 3, 29, 1, 30, tzinfo=dt.UTC), "exact"),
+    ("date", lambda: dt.date(1999, 12, 31), "exact"),
+    ("timedelta", lambda: dt.timedelta(days=1, microseconds=7), "exact"),
+    ("decimal", lambda: decimal.Decimal("3.25"), "exact"),
+    ("decimal-beyond-float", lambda: decimal.Decimal("3.14159265358979323846"), TypeError),
+    ("uuid", lambda: uuid.UUID("12345678-1234-5678-1234-567812345678"), "exact"),
+    ("path-like-keys", lambda: {"../../etc/passwd": 1, "a/b": 2, "..": 3, "": 4}, "exact"),
+    ("list-100k-ints", lambda: list(range(100_000)), "exact"),
+    ("bool-vs-int", lambda: [True, 1, False, 0], "exact"),
+    ("serde-lookalike-keys", lambda: {"__type": "dict", "__varx": 1}, "exact"),
+    ("bytes", lambda: b"\x00\xff", TypeError),
+    ("complex", lambda: 1 + 2j, TypeError),
+    ("object", lambda: object(), TypeError),
+    ("int-keys", lambda: {1: "one"}, TypeError),
+    ("tuple-keys", lambda: {(1, 2): "pair"}, TypeError),
+    ("reserved-key", lambda: {"__classname__": "builtins.int", "__data__": 1}, TypeError),
+    ("serde-envelope", lambda: {"__var": 1, "__type": "dict"}, TypeError),
+    ("function", lambda: lambda: 1, TypeError),
+    ("nested-100k", lambda: _nested(100_000), TypeError),
+]
+
+
+def _tz_times() -> pd.Series:
+    return pd.Series(pd.date_range("2026-03-29 00:30", periods=4, freq="30min", tz="Europe/Berlin"))
+
+
+FRAMES: list[Case] = [
+    (
+        "frame-basic",
+        lambda: pd.DataFrame({"i": [1, 2, 3], "f": [0.1, np.nan, 3.0], "b": [True, False, True]}),
+        "exact",
+    ),
+    (
+        "frame-nullable",
+        lambda: pd.DataFrame(
+            {
+                "i": pd.array([1, None, 3], dtype="Int64"),
+                "i8": pd.array([None, -128, 127], dtype="Int8"),
+                "b": pd.array([True, None, False], dtype="boolean"),
+                "f": pd.array([1.5, None, 2.0], dtype="Float64"),
+            }
+        ),
+        "exact",
+    ),
+    (
+        "frame-strings",
+        lambda: pd.DataFrame(
+            {
+                "string": pd.array(["a", None, "ü"], dtype="string"),
+                "str": pd.Series(["x", None, "z"], dtype="str"),
+                "object": pd.Series(["x", None, "z"], dtype=object),
+            }
+        ),
+        "exact",
+    ),
+    (
+        "frame-category",
+        lambda: pd.DataFrame(
+            {"c": pd.Categorical(["lo", None, "hi"], categories=["hi", "lo", "unused"], ordered=True)}
+        ),
+        "exact",
+    ),
+    (
+        "frame-tz-datetime",
+        lambda: pd.DataFrame({"t": _tz_times(), "n": pd.NaT}).astype({"n": "datetime64[ns]"}),
+        "exact",
+    ),
+    (
+        "frame-timedelta",
+        lambda: pd.DataFrame({"d": pd.to_timedelta([1, None, 86_400_000_000_001], unit="us")}),
+        "exact",
+    ),
+    ("frame-named-index", lambda: pd.DataFrame({"a": [1, 2]}, index=pd.Index([10, 20], name="id")), "exact"),
+    (
+        "frame-multiindex-rows",
+        lambda: pd.DataFrame(
+            {"v": [1.0, 2.0, 3.0]},
+            index=pd.MultiIndex.from_tuples([("x", 1), ("x", 2), ("y", 1)], names=["k", "n"]),
+        ),
+        "exact",
+    ),
+    (
+        "frame-datetimeindex-freq",
+        lambda: pd.DataFrame(
+            {"a": [1, 2, 3]}, index=pd.date_range("2026-01-01", periods=3, freq="D", name="day")
+        ),
+        "exact",
+    ),
+    (
+        "frame-multiindex-columns",
+        lambda: pd.DataFrame(
+            [[1, 2, 3]], columns=pd.MultiIndex.from_tuples([("a", "x"), ("a", "y"), ("b", "x")])
+        ),
+        "exact",
+    ),
+    ("frame-int-column-names", lambda: pd.DataFrame([[1, 2]]), "exact"),
+    ("frame-empty", lambda: pd.DataFrame(), "exact"),
+    (
+        "frame-zero-rows",
+        lambda: pd.DataFrame({"a": pd.Series([], dtype="int32"), "s": pd.Series([], dtype="str")}),
+        "exact",
+    ),
+    (
+        "frame-hostile-column-names",
+        lambda: pd.DataFrame({"../x": [1], "a/b": [2], "": [3], "日本": [4]}),
+        "exact",
+    ),
+    (
+        "frame-attrs",
+        lambda: pd.DataFrame({"a": [1]}).pipe(lambda f: f.attrs.update(source="api") or f),
+        "exact",
+    ),
+    (
+        "frame-python-objects",
+        lambda: pd.DataFrame({"l": [[1, 2], [], None], "d": [{"k": "v"}, None, {"k": "w"}]}),
+        "exact",
+    ),
+    (
+        "frame-extreme-numbers",
+        lambda: pd.DataFrame(
+            {"u": np.array([2**64 - 1, 0], dtype="uint64"), "f32": np.array([1.5, -0.0], dtype="float32")}
+        ),
+        "exact",
+    ),
+    (
+        "frame-range-index-step",
+        lambda: pd.DataFrame({"a": [1, 2]}, index=pd.RangeIndex(5, 9, 2, name="r")),
+        "exact",
+    ),
+    (
+        "frame-200k-rows",
+        lambda: pd.DataFrame({"i": np.arange(200_000), "s": np.arange(200_000).astype(str)}),
+        "exact",
+    ),
+    (
+        "series-named",
+        lambda: pd.Series([1.5, None, 3.0], name="price", index=pd.Index(list("abc"), name="sku")),
+        "exact",
+    ),
+    (
+        "series-unnamed-dtindex",
+        lambda: pd.Series([1, 2], index=pd.date_range("2026-01-01", periods=2, tz="UTC")),
+        "exact",
+    ),
+    ("series-int-name", lambda: pd.Series(pd.array([1, None], dtype="Int64"), name=7), "exact"),
+    ("frame-complex-column", lambda: pd.DataFrame({"c": [1 + 2j]}), TypeError),
+    ("frame-mixed-object-column", lambda: pd.DataFrame({"m": [1, "x"]}), TypeError),
+    ("frame-duplicate-columns", lambda: pd.DataFrame([[1, 2]], columns=["a", "a"]), TypeError),
+]
+
+
+def assert_same(expected: Any, actual: Any) -> None:
+    """Equal value and equal types, all the way down (True is not 1, a tuple is not a list)."""
+    if isinstance(expected, pd.DataFrame):
+        assert isinstance(actual, pd.DataFrame), type(actual)
+        pd.testing.assert_frame_equal(expected, actual, check_exact=True, check_freq=True, check_flags=True)
+        assert actual.attrs == expected.attrs
+        return
+    if isinstance(expected, pd.Series):
+        assert isinstance(actual, pd.Series), type(actual)
+        pd.testing.assert_series_equal(expected, actual, check_exact=True, check_freq=True)
+        return
+    assert type(actual) is type(expected), f"{type(actual).__name__} != {type(expected).__name__}"
+    if isinstance(expected, float) and math.isnan(expected):
+        assert math.isnan(actual)
+    elif isinstance(expected, dict):
+        assert list(actual) == list(expected)
+        for k in expected:
+            assert_same(expected[k], actual[k])
+    elif isinstance(expected, list | tuple):
+        assert len(actual) == len(expected)
+        for e, a in zip(expected, actual, strict=True):
+            assert_same(e, a)
+    else:
+        assert actual == expected
