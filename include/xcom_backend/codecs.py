@@ -37,9 +37,10 @@ def is_pandas_object(value: Any) -> bool:
     return isinstance(value, pd.DataFrame | pd.Series)
 
 
-def _check_json_value(value: Any) -> None:
+def _check_json_value(value: Any) -> list[Any]:
     """Refuse what Airflow's serializer would silently change: non-string keys, its reserved keys,
-    and Decimals it would round through a float."""
+    and Decimals it would round through a float. Returns the DataFrames found, to be verified."""
+    frames = []
     stack = [value]
     while stack:
         item = stack.pop()
@@ -61,13 +62,35 @@ def _check_json_value(value: Any) -> None:
                 raise UnsupportedValue("a dict with both '__var' and '__type' keys is Airflow's envelope")
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend(item)
+        elif is_pandas_object(item):
+            frames.append(item)
+    return frames
+
+
+def _verify_frame(frame: Any) -> None:
+    """Airflow's own DataFrame encoding drops a few things (object columns, index frequency); a
+    JSON backend only accepts a frame that it brings back exactly."""
+    import pandas as pd
+    from airflow.sdk.serde import deserialize, serialize
+
+    try:
+        back = deserialize(serialize(frame))
+        pd.testing.assert_frame_equal(frame, back, check_exact=True, check_freq=True)
+        if back.attrs != frame.attrs:
+            raise AssertionError("attrs differ")
+    except AssertionError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise UnsupportedValue(
+            f"Airflow's JSON encoding of this DataFrame would change it ({reason}); use a *Pandas backend"
+        ) from None
 
 
 class JSONCodec:
     """JSON text of Airflow's own serialization (airflow.sdk.serde).
 
-    So every value Airflow's database XCom accepts (including tuples, sets, datetimes, Decimals and
-    dataclasses) comes back with the same type, and the object stays readable JSON in the bucket.
+    So every value Airflow's database XCom accepts (tuples, sets, datetimes, Decimals, dataclasses,
+    DataFrames) comes back with the same type, and the object stays readable JSON in the bucket.
+    What Airflow would silently change is refused instead.
     """
 
     extension = ".json"
@@ -75,15 +98,18 @@ class JSONCodec:
     def encode(self, value: Any) -> bytes:
         from airflow.sdk.serde import serialize
 
-        if is_pandas_object(value):
-            raise UnsupportedValue("pandas objects need a *Pandas backend (Parquet), not a JSON one")
-        _check_json_value(value)
         try:
+            for frame in _check_json_value(value):
+                if type(frame).__name__ == "Series":
+                    raise UnsupportedValue("Airflow's JSON encoding has no Series; use a *Pandas backend")
+                _verify_frame(frame)
             data = serialize(value)
             return json.dumps(data, separators=(",", ":")).encode("ascii")
         except RecursionError:
             raise UnsupportedValue("the value is nested too deeply for JSON") from None
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, NotImplementedError) as exc:
+            if isinstance(exc, UnsupportedValue):
+                raise
             raise UnsupportedValue(str(exc)) from None
 
     def decode(self, data: bytes) -> Any:

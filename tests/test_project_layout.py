@@ -1,0 +1,312 @@
+"""The Astro project around the code: runtime image, pins, ignore files, local stores and their settings.
+
+These files are read by tools that are not run here (the Astro CLI, Docker Compose, the image build), so
+what can drift between them is checked statically.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from tools.airflow_settings import load
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Astro Runtime build -> the Apache Airflow version it ships. Taken from Astronomer's runtime catalog
+# (updates.astronomer.io/astronomer-runtime, as cut into the Astro CLI's test data on 2026-09-25);
+# docs/astro-runtime.md has the sources. Add a row before moving the Dockerfile to another build.
+RUNTIME_AIRFLOW = {
+    "3.3-1": "3.3.0",
+    "3.3-2": "3.3.0",
+    "3.3-8": "3.3.2",
+}
+RUNTIME_REGISTRY = "astrocrpublic.azurecr.io/runtime"
+
+# Files `astro dev init` creates (README.md aside, which is this project's own), plus this template's.
+ASTRO_FILES = [
+    "Dockerfile",
+    "requirements.txt",
+    "packages.txt",
+    "airflow_settings.yaml",
+    ".dockerignore",
+    ".gitignore",
+    ".astro/config.yaml",
+    ".env.example",
+    "docker-compose.override.yml",
+]
+ASTRO_DIRS = ["dags", "include", "tests"]
+
+BACKEND_CLASSES = [
+    "include.s3_xcom_backend_json.S3XComBackendJSON",
+    "include.s3_xcom_backend_pandas.S3XComBackendPandas",
+    "include.gcs_xcom_backend_json.GCSXComBackendJSON",
+    "include.gcs_xcom_backend_pandas.GCSXComBackendPandas",
+    "include.azure_xcom_backend_json.WasbXComBackendJSON",
+    "include.azure_xcom_backend_pandas.WasbXComBackendPandas",
+    "include.minio_xcom_backend_json.MinIOXComBackendJSON",
+    "include.minio_xcom_backend_pandas.MinIOXComBackendPandas",
+]
+
+# Azurite's development account key, published by Microsoft: the one key allowed in committed files.
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# The key pair the local SeaweedFS is started with; meaningless anywhere else.
+LOCAL_KEYS = {"local-dev-access-key", "local-dev-secret-key"}
+
+_ASSIGNMENT = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")
+_PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==([^\s;#]+)")
+
+
+def _lines(path: str) -> list[str]:
+    return (ROOT / path).read_text(encoding="utf-8").splitlines()
+
+
+def env_example() -> list[tuple[bool, str, str]]:
+    """(active, name, value) for every assignment in .env.example, commented-out ones included."""
+    found = []
+    for line in _lines(".env.example"):
+        if match := _ASSIGNMENT.match(line.strip()):
+            found.append((match.group(1) is None, match.group(2), match.group(3).strip()))
+    return found
+
+
+def active_env() -> dict[str, str]:
+    return {name: value for active, name, value in env_example() if active}
+
+
+def lock_pins() -> dict[str, str]:
+    pins = {}
+    for line in _lines("requirements-dev.lock"):
+        if match := _PIN.match(line.strip()):
+            pins[_normalise(match.group(1))] = match.group(3)
+    return pins
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.override.yml").read_text(encoding="utf-8"))
+
+
+def _flag(command: list[str], name: str) -> str:
+    for arg in command:
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"{name}= not in {command}")
+
+
+# --- runtime image and Airflow version ---------------------------------------------------------------------
+
+
+def runtime_tag() -> str:
+    froms = [line.split()[1:] for line in _lines("Dockerfile") if line.strip().upper().startswith("FROM ")]
+    assert len(froms) == 1, f"the Dockerfile should have exactly one FROM, found {froms}"
+    image = froms[0][0]
+    registry, _, tag = image.rpartition(":")
+    assert registry == RUNTIME_REGISTRY, f"{image} is not an Astro Runtime 3 image ({RUNTIME_REGISTRY})"
+    # Python variants (3.3-8-python-3.12) ship the same Airflow as the build they belong to.
+    return re.sub(r"-python-\d+\.\d+$", "", tag)
+
+
+def test_dockerfile_runtime_ships_the_locally_pinned_airflow() -> None:
+    tag = runtime_tag()
+    assert tag in RUNTIME_AIRFLOW, f"runtime {tag} is not in RUNTIME_AIRFLOW; add it with its Airflow version"
+    image_airflow = RUNTIME_AIRFLOW[tag]
+    assert lock_pins()["apache-airflow"] == image_airflow
+    assert lock_pins()["apache-airflow-core"] == image_airflow
+    assert f"apache-airflow=={image_airflow}" in _lines("requirements-dev.in")
+    # What is installed in .venv (the same number airflow.__version__ reports, read without importing
+    # Airflow, which would bind this process to an AIRFLOW_HOME).
+    assert version("apache-airflow") == image_airflow
+    assert version("apache-airflow-core") == image_airflow
+
+
+def test_runtime_notes_name_the_dockerfile_build() -> None:
+    notes = (ROOT / "docs/astro-runtime.md").read_text(encoding="utf-8")
+    tag = runtime_tag()
+    assert f"runtime:{tag}" in notes
+    assert RUNTIME_AIRFLOW[tag] in notes
+
+
+def test_requirements_are_pinned_to_the_locked_versions() -> None:
+    locked = lock_pins()
+    seen = 0
+    for line in _lines("requirements.txt"):
+        requirement = line.split("#", 1)[0].strip()
+        if not requirement:
+            continue
+        match = _PIN.match(requirement)
+        assert match, f"requirements.txt: {requirement!r} is not pinned with =="
+        name, pinned = _normalise(match.group(1)), match.group(3)
+        assert locked.get(name) == pinned, (
+            f"{name}=={pinned} but requirements-dev.lock has {locked.get(name)}"
+        )
+        # The image's Airflow is fixed by the runtime build; pinning it here would fight the image.
+        assert name not in {"apache-airflow", "apache-airflow-core", "apache-airflow-task-sdk"}
+        seen += 1
+    assert seen, "requirements.txt lists no packages"
+
+
+# --- Astro project files -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ASTRO_FILES)
+def test_astro_file_exists(path: str) -> None:
+    assert (ROOT / path).is_file(), f"{path} is missing"
+
+
+@pytest.mark.parametrize("path", ASTRO_DIRS)
+def test_astro_directory_exists(path: str) -> None:
+    assert (ROOT / path).is_dir(), f"{path}/ is missing"
+
+
+def test_astro_project_has_a_name() -> None:
+    config = yaml.safe_load((ROOT / ".astro/config.yaml").read_text(encoding="utf-8"))
+    assert config["project"]["name"]
+
+
+def test_image_leaves_out_local_state_and_secrets() -> None:
+    ignored = set(_lines(".dockerignore"))
+    for entry in (".env", ".git", "airflow_settings.yaml", ".venv", "node_modules/", ".airflow/"):
+        assert entry in ignored, f".dockerignore should list {entry}"
+
+
+def _git(*args: str) -> subprocess.CompletedProcess[str]:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_env_file_is_git_ignored() -> None:
+    assert _git("check-ignore", "-q", ".env").returncode == 0, ".env must be git-ignored"
+
+
+def test_airflow_settings_is_committed() -> None:
+    # Part of the template (it seeds the connections), unlike in a project fresh from `astro dev init`.
+    assert _git("check-ignore", "-q", "airflow_settings.yaml").returncode == 1, (
+        "airflow_settings.yaml is ignored"
+    )
+    tracked = _git("ls-files", "--error-unmatch", "airflow_settings.yaml")
+    assert tracked.returncode == 0, "airflow_settings.yaml is not tracked by git"
+
+
+# --- .env.example -------------------------------------------------------------------------------------------
+
+
+def test_env_example_offers_every_backend_with_one_active() -> None:
+    offered = [value for _, name, value in env_example() if name == "AIRFLOW__CORE__XCOM_BACKEND"]
+    assert sorted(offered) == sorted(BACKEND_CLASSES)
+    assert (
+        active_env()["AIRFLOW__CORE__XCOM_BACKEND"]
+        == "include.minio_xcom_backend_pandas.MinIOXComBackendPandas"
+    )
+    assert (
+        sum(1 for active, name, _ in env_example() if active and name == "AIRFLOW__CORE__XCOM_BACKEND") == 1
+    )
+
+
+def test_env_example_documents_the_backend_settings() -> None:
+    expected = {
+        "XCOM_BACKEND_S3_CONN_ID": "s3_xcom_backend_conn",
+        "XCOM_BACKEND_S3_BUCKET": "s3-xcom-backend-example",
+        "XCOM_BACKEND_GCS_CONN_ID": "gcs_xcom_backend_conn",
+        "XCOM_BACKEND_GCS_BUCKET": "gcs-xcom-backend-example",
+        "XCOM_BACKEND_AZURE_CONN_ID": "azure_xcom_backend_conn",
+        "XCOM_BACKEND_AZURE_CONTAINER": "custom-xcom-backend",
+        "XCOM_BACKEND_MINIO_BUCKET": "custom-xcom-backend",
+        "MINIO_SECURE": "false",
+        "XCOM_BACKEND_THRESHOLD_BYTES": "0",
+        "XCOM_BACKEND_COMPRESSION": "",
+        "XCOM_BACKEND_PANDAS_FORMAT": "parquet",
+        "XCOM_BACKEND_KEY_PREFIX": "xcom",
+    }
+    env = active_env()
+    assert {name: env.get(name) for name in expected} == expected
+    # Commented out: it redirects every Google Cloud Storage call, real ones included.
+    emulator = [(active, value) for active, name, value in env_example() if name == "STORAGE_EMULATOR_HOST"]
+    assert emulator == [(False, "http://fake-gcs-server:4443")]
+
+
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|ACCOUNT_KEY|CREDENTIAL")
+
+
+@pytest.mark.parametrize("path", [".env.example", "airflow_settings.yaml", "docker-compose.override.yml"])
+def test_committed_files_hold_no_real_secrets(path: str) -> None:
+    text = (ROOT / path).read_text(encoding="utf-8")
+    assert not re.search(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", text), "looks like an AWS access key id"
+    assert "PRIVATE KEY" not in text, "a private key"
+    assert not re.search(r"[?&;]sig=[A-Za-z0-9%+/=]{20,}", text), "a signed SAS token"
+    for key in re.findall(r"AccountKey=([^;\"'\s]+)", text):
+        assert key == AZURITE_KEY, "an Azure account key other than Azurite's public development key"
+
+
+def test_env_example_secrets_are_placeholders() -> None:
+    for _, name, value in env_example():
+        if SECRET_NAME.search(name):
+            placeholder = value == "" or (value.startswith("<") and value.endswith(">"))
+            assert placeholder or value in LOCAL_KEYS, f"{name} in .env.example holds {value!r}"
+
+
+# --- local stores: compose, .env.example and airflow_settings.yaml agree -----------------------------------
+
+
+def test_store_services_join_the_astro_network_with_pinned_images() -> None:
+    services = compose()["services"]
+    assert {"seaweedfs", "azurite", "azurite-init", "fake-gcs-server"} <= set(services)
+    for name, service in services.items():
+        assert service.get("networks") == ["airflow"], f"{name} is not on the Astro network 'airflow'"
+        image = service["image"]
+        assert re.search(r":\d[\w.-]*$", image), f"{name}: {image} is not pinned to a version"
+        assert "minio/minio" not in image, "MinIO's image is no longer published"
+
+
+def test_s3_store_matches_env_example_and_connection() -> None:
+    env = active_env()
+    seaweedfs = compose()["services"]["seaweedfs"]
+    command = seaweedfs["command"]
+    port = _flag(command, "-s3.port")
+    assert env["MINIO_IP"] == f"seaweedfs:{port}"
+    assert (env["MINIO_ACCESS_KEY"], env["MINIO_SECRET_KEY"]) == (
+        seaweedfs["environment"]["AWS_ACCESS_KEY_ID"],
+        seaweedfs["environment"]["AWS_SECRET_ACCESS_KEY"],
+    )
+    buckets = set(_flag(command, "-bucket").split(","))
+    assert {env["XCOM_BACKEND_S3_BUCKET"], env["XCOM_BACKEND_MINIO_BUCKET"]} <= buckets
+
+    conn = load(ROOT / "airflow_settings.yaml").connection(env["XCOM_BACKEND_S3_CONN_ID"])
+    assert (conn.login, conn.password) == (env["MINIO_ACCESS_KEY"], env["MINIO_SECRET_KEY"])
+    assert urlsplit(json.loads(conn.extra)["endpoint_url"]).netloc == env["MINIO_IP"]
+
+
+def test_gcs_store_matches_env_example() -> None:
+    env = active_env()
+    service = compose()["services"]["fake-gcs-server"]
+    assert f"/data/{env['XCOM_BACKEND_GCS_BUCKET']}" in service["tmpfs"]
+    emulator = next(value for _, name, value in env_example() if name == "STORAGE_EMULATOR_HOST")
+    assert emulator == f"http://fake-gcs-server:{_flag(service['command'], '-port')}"
+    conn = load(ROOT / "airflow_settings.yaml").connection(env["XCOM_BACKEND_GCS_CONN_ID"])
+    assert conn.conn_type == "google_cloud_platform"
+
+
+def test_azure_store_matches_env_example_and_connection() -> None:
+    env = active_env()
+    services = compose()["services"]
+    init = services["azurite-init"]
+    assert f"--name {env['XCOM_BACKEND_AZURE_CONTAINER']}" in " ".join(init["command"])
+    assert "--skipApiVersionCheck" in services["azurite"]["command"]
+    conn = load(ROOT / "airflow_settings.yaml").connection(env["XCOM_BACKEND_AZURE_CONN_ID"])
+    connection_string = json.loads(conn.extra)["connection_string"]
+    assert connection_string == init["environment"]["AZURE_STORAGE_CONNECTION_STRING"]
+    assert f"BlobEndpoint=http://azurite:{_flag(services['azurite']['command'], '--blobPort')}/" in (
+        connection_string
+    )
