@@ -54,6 +54,7 @@ BACKEND_CLASSES = [
     "include.azure_xcom_backend_pandas.WasbXComBackendPandas",
     "include.minio_xcom_backend_json.MinIOXComBackendJSON",
     "include.minio_xcom_backend_pandas.MinIOXComBackendPandas",
+    "include.mirror_xcom_backend.S3GCSMirrorXComBackendJSON",
 ]
 
 # Azurite's development account key, published by Microsoft: the one key allowed in committed files.
@@ -212,6 +213,17 @@ def test_env_example_offers_every_backend_with_one_active() -> None:
     )
     assert (
         sum(1 for active, name, _ in env_example() if active and name == "AIRFLOW__CORE__XCOM_BACKEND") == 1
+    )
+
+
+@pytest.mark.parametrize("dotted", BACKEND_CLASSES)
+def test_offered_backend_class_exists(dotted: str) -> None:
+    # Read, not imported: importing a backend imports Airflow and the cloud SDKs.
+    module, _, name = dotted.rpartition(".")
+    source = ROOT / (module.replace(".", "/") + ".py")
+    assert source.is_file(), f"{dotted}: {source.relative_to(ROOT)} does not exist"
+    assert re.search(rf"^class {name}\b", source.read_text(encoding="utf-8"), re.MULTILINE), (
+        f"{dotted}: no class {name} in {source.relative_to(ROOT)}"
     )
 
 
