@@ -1,0 +1,216 @@
+"""Shared fixtures: an isolated Airflow home, the local object stores, fresh buckets, a migrated DB.
+
+Airflow reads its configuration when it is first imported, so the environment is set up at the
+top of this module, before any test module (or fixture) can import airflow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A fresh AIRFLOW_HOME per run: tests must not see (or write into) the developer's .airflow/ or
+# a previous run's database. AIRFLOW__CORE__XCOM_BACKEND is left alone: tests set it themselves.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="xcom-tests-airflow-home-"))
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO_ROOT / "plugins")
+# dags/ and include/ import each other as in the Astro image, where the project root is on the path;
+# subprocesses such as `airflow dags test` need it too.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+if str(REPO_ROOT) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH")) if p)
+
+import contextlib  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any, TypeVar  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tools.local_stores import LocalStores, StoreStartError, unique_bucket_name  # noqa: E402
+
+T = TypeVar("T")
+
+
+def stores_required() -> bool:
+    """In CI (or with XCOM_REQUIRE_STORES=1) missing stores fail the run instead of skipping tests."""
+    ci = os.environ.get("CI", "").strip().lower()
+    return ci not in ("", "0", "false", "no") or os.environ.get("XCOM_REQUIRE_STORES") == "1"
+
+
+_reported: set[str] = set()
+
+
+def _report(config: pytest.Config, text: str) -> None:
+    # Skip reasons are cut to one line in the summary; the full reason (log tail, install hint)
+    # goes straight to the terminal, once.
+    if text in _reported:
+        return
+    _reported.add(text)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        if reporter is None:
+            print(text, file=sys.stderr)
+            return
+        reporter.write_line("")
+        for line in text.splitlines():
+            reporter.write_line(line, yellow=True)
+
+
+def start_or_skip(start: Callable[[], T], config: pytest.Config) -> T:
+    """Run ``start``; on ``StoreStartError`` skip the test, or fail it where stores are required."""
+    try:
+        return start()
+    except StoreStartError as exc:
+        error = exc
+    # Outside the except block, so the report is not cluttered with "during handling of ..." chains.
+    if stores_required():
+        pytest.fail(f"{error}\n(CI or XCOM_REQUIRE_STORES=1: stores are required)", pytrace=False)
+    _report(config, f"Skipping store tests: {error}")
+    pytest.skip(f"local object stores unavailable ({error.reason.splitlines()[0]}); run `make setup`")
+
+
+@pytest.fixture(scope="session")
+def local_stores(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[LocalStores]:
+    """SeaweedFS (S3 and MinIO), Azurite and fake-gcs-server, started once for the whole session.
+
+    Their connection variables (``LocalStores.env()``) are in ``os.environ`` while it is active and
+    the default buckets exist. Tests that need isolation take a bucket from ``new_bucket``.
+    """
+    stores = LocalStores(tmp_path_factory.mktemp("local-stores"))
+    start_or_skip(stores.start, request.config)
+    try:
+        stores.create_default_buckets()
+        with stores.environment():
+            yield stores
+    finally:
+        stores.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(local_stores: LocalStores) -> Any:
+    return local_stores.seaweedfs
+
+
+@pytest.fixture(scope="session")
+def azurite(local_stores: LocalStores) -> Any:
+    return local_stores.azurite
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(local_stores: LocalStores) -> Any:
+    return local_stores.fake_gcs
+
+
+@pytest.fixture
+def bucket_name() -> str:
+    """A fresh, valid, *not created* bucket/container name, e.g. for missing-bucket tests."""
+    return unique_bucket_name()
+
+
+@pytest.fixture
+def new_bucket(local_stores: LocalStores) -> Iterator[Callable[..., str]]:
+    """Factory: ``new_bucket("s3" | "minio" | "gcs" | "azure")`` creates a fresh bucket and returns its
+    name; it is deleted with its contents after the test."""
+    created: list[tuple[str, str]] = []
+
+    def make(kind: str, prefix: str = "t") -> str:
+        name = unique_bucket_name(prefix)
+        local_stores.create_bucket(kind, name)
+        created.append((kind, name))
+        return name
+
+    yield make
+    for kind, name in reversed(created):
+        # The test may have deleted it already; the data dir goes away with the session anyway.
+        with contextlib.suppress(Exception):
+            local_stores.delete_bucket_recursive(kind, name)
+
+
+@pytest.fixture
+def start_local_stores(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[], LocalStores]]:
+    """Factory for an extra, private set of servers (e.g. to test stopping them); stopped after the test."""
+    started: list[LocalStores] = []
+
+    def start() -> LocalStores:
+        stores = LocalStores(tmp_path / f"stores-{len(started)}")
+        start_or_skip(stores.start, request.config)
+        started.append(stores)
+        return stores
+
+    yield start
+    for stores in started:
+        stores.stop()
+
+
+@dataclass(frozen=True)
+class AirflowDb:
+    home: Path
+    airflow: str
+    migrate_seconds: float
+
+    def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run the ``airflow`` CLI with this session's environment (stores' variables included)."""
+        result = subprocess.run(
+            [self.airflow, *args],
+            env=os.environ.copy(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"`airflow {' '.join(args)}` exited {result.returncode}\n"
+                f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
+            )
+        return result
+
+
+def _airflow_executable() -> str:
+    beside_python = Path(sys.executable).parent / "airflow"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("airflow")
+    if found is None:
+        pytest.fail("the `airflow` command is neither beside this Python nor on PATH; run `make setup`")
+    return found
+
+
+@pytest.fixture(scope="session")
+def airflow_db(request: pytest.FixtureRequest) -> AirflowDb:
+    """``airflow db migrate`` on the session's isolated SQLite database, run only when requested."""
+    airflow = _airflow_executable()
+    began = time.monotonic()
+    result = subprocess.run(
+        [airflow, "db", "migrate"],
+        env=os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    elapsed = time.monotonic() - began
+    if result.returncode != 0:
+        pytest.fail(
+            f"`airflow db migrate` failed ({result.returncode}) in {_AIRFLOW_HOME}:\n{result.stderr[-4000:]}",
+            pytrace=False,
+        )
+    _report(request.config, f"airflow db migrate: {elapsed:.1f} s")
+    return AirflowDb(home=_AIRFLOW_HOME, airflow=airflow, migrate_seconds=elapsed)
