@@ -10,6 +10,24 @@ from include.xcom_backend.settings import env
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
 
 
+def _retry() -> Any:
+    """Google's retry policy for uploads and downloads, minus connection failures.
+
+    The client retries a dead endpoint for up to 120 s per call (and then raises a RetryError the
+    backend could not classify); as for Azure, a connection failure must surface at once, because
+    the backend retries reads itself with short back-offs. 429 and 5xx answers are still retried.
+    """
+    import requests
+    from google.cloud.storage.retry import DEFAULT_RETRY
+
+    policy = DEFAULT_RETRY._predicate
+
+    def predicate(exc: BaseException) -> bool:
+        return not isinstance(exc, ConnectionError | requests.ConnectionError) and policy(exc)
+
+    return DEFAULT_RETRY.with_predicate(predicate)
+
+
 class GCSStore(ObjectStore):
     scheme = "gcs"
 
@@ -41,10 +59,13 @@ class GCSStore(ObjectStore):
         return os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
 
     def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
-        self.hook.upload(self.bucket, key, data=data, mime_type=content_type, metadata=metadata)
+        # The blob itself rather than GCSHook.upload/download, which cannot pass a retry policy.
+        blob = self.hook.get_conn().bucket(self.bucket).blob(key)
+        blob.metadata = metadata
+        blob.upload_from_string(data, content_type=content_type, retry=_retry())
 
     def _get(self, key: str) -> bytes:
-        return self.hook.download(self.bucket, key)
+        return self.hook.get_conn().bucket(self.bucket).blob(key).download_as_bytes(retry=_retry())
 
     def _delete(self, key: str) -> None:
         self.hook.delete(self.bucket, key, ignore_error=True)
@@ -61,6 +82,8 @@ class GCSStore(ObjectStore):
         import requests
         from google.api_core import exceptions as gexc
 
+        if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+            return self._classify(exc.cause)  # retries ran out: what failed is the last attempt
         if isinstance(exc, gexc.NotFound):
             return "no_bucket" if "bucket does not exist" in str(exc).lower() else "not_found"
         if isinstance(exc, gexc.Forbidden | gexc.Unauthorized | google.auth.exceptions.RefreshError):
