@@ -5,6 +5,11 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# dbt gets a venv of its own (dbt_venv in the image), so dbt's pins never meet Airflow's.
+DBT_VENV := .venv-dbt
+DBT_STAMP := $(DBT_VENV)/.installed
+DBT_PROJECT := dbt/pokemon
+DBT_MANIFEST := $(DBT_PROJECT)/target/manifest.json
 
 # Airflow runs locally with SQLite in a project-local home, with dags/ and include/ importable
 # exactly as in the Astro image (the project root is on sys.path, like /usr/local/airflow there).
@@ -17,7 +22,7 @@ export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: setup test demo bench lint format lock clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(DBT_MANIFEST)
 
 $(STAMP): requirements-dev.lock package-lock.json
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +30,16 @@ $(STAMP): requirements-dev.lock package-lock.json
 	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements-dev.lock
 	npm ci --silent --no-audit --no-fund
 	@touch $(STAMP)
+
+# Bytecode compiled once here: every dbt task of the Cosmos DAG starts a fresh dbt process.
+$(DBT_STAMP): dbt-requirements.lock | $(STAMP)
+	@test -x $(DBT_VENV)/bin/python || $(BIN)/uv venv --quiet --python $(BIN)/python $(DBT_VENV)
+	$(BIN)/uv pip sync --quiet --compile-bytecode --python $(DBT_VENV)/bin/python dbt-requirements.lock
+	@touch $(DBT_STAMP)
+
+# Cosmos renders the dbt tasks from dbt's manifest: parse again whenever the project changes.
+$(DBT_MANIFEST): $(DBT_STAMP) $(shell find $(DBT_PROJECT) \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*')
+	$(DBT_VENV)/bin/dbt parse --quiet --project-dir $(DBT_PROJECT) --profiles-dir $(DBT_PROJECT)
 
 test: setup
 	$(BIN)/ruff check .
@@ -51,4 +66,4 @@ lock:
 	npm install --package-lock-only --no-audit --no-fund
 
 clean:
-	rm -rf $(VENV) node_modules .airflow .pytest_cache
+	rm -rf $(VENV) $(DBT_VENV) $(DBT_PROJECT)/target $(DBT_PROJECT)/logs node_modules .airflow .pytest_cache
