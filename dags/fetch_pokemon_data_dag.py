@@ -8,8 +8,9 @@
 3. `print_xp_per_height` prints one line per Pokémon, e.g.
    `pikachu has a base xp to height ratio of 28.0`.
 
-**XCom backend.** Step 2 returns a DataFrame, which a JSON-only backend cannot store. To keep XComs
-in an object store, set one of the pandas backends from `include/`, e.g. in `.env`:
+**XCom backend.** Step 2 returns a DataFrame. The pandas backends in `include/` store it as a
+Parquet object that comes back exactly (dtypes, index); the JSON backends store it as Airflow's own
+serializer does (Parquet inside JSON). For example, in `.env`:
 
 ```
 AIRFLOW__CORE__XCOM_BACKEND=include.minio_xcom_backend_pandas.MinIOXComBackendPandas
