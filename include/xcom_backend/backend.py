@@ -81,16 +81,20 @@ class ObjectStoreXComBackend(BaseXCom):
         settings = Settings.from_env()
         codec = cls._codec_for(value, settings)
         try:
-            data = codec.encode(value)
+            if isinstance(codec, JSONCodec):
+                # Serialized once: the structure is both what a database row holds and the JSON's source.
+                structure = codec.to_structure(value)
+                data = codec.dumps(structure)
+                if cls._keep_in_database(value, data, settings):
+                    return structure
+            else:
+                data = codec.encode(value)
         except UnsupportedValue as exc:
             kind = f"{type(value).__module__}.{type(value).__qualname__}"
             raise TypeError(
                 f"{cls.__name__} cannot store the XCom of {_describe(dag_id, task_id, map_index, key)}: "
                 f"a value of type {kind} is not supported ({exc})"
             ) from None
-
-        if cls._keep_in_database(value, codec, data, settings):
-            return BaseXCom.serialize_value(value)
 
         extension = codec.extension
         if settings.compression and not isinstance(codec, ParquetCodec):
@@ -133,12 +137,11 @@ class ObjectStoreXComBackend(BaseXCom):
         return CODECS[".json"]
 
     @staticmethod
-    def _keep_in_database(value: Any, codec: Codec, data: bytes, settings: Settings) -> bool:
-        """Small JSON values may stay in Airflow's DB, except strings that look like references."""
+    def _keep_in_database(value: Any, data: bytes, settings: Settings) -> bool:
+        """Small JSON values may stay in Airflow's DB, except strings that look like references.
+        (A pandas backend's frames never reach this: their exact dtypes live in the store's Parquet.)"""
         if not settings.threshold_bytes or len(data) >= settings.threshold_bytes:
             return False
-        if not isinstance(codec, JSONCodec):
-            return False  # frames always go to the store, where their exact dtypes are kept
         return not (isinstance(value, str) and LOOKS_LIKE_REFERENCE.match(value))
 
     # --- pull -----------------------------------------------------------------------------------

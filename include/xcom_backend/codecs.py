@@ -67,22 +67,27 @@ def _check_json_value(value: Any) -> list[Any]:
     return frames
 
 
-def _verify_frame(frame: Any) -> None:
+def _verify_frames(frames: list[Any], structure: Any) -> None:
     """Airflow's own DataFrame encoding drops a few things (object columns, index frequency); a
-    JSON backend only accepts a frame that it brings back exactly."""
+    JSON backend only accepts frames that it brings back exactly. Decodes the serialized structure
+    once and compares the frames it holds, in the order `_check_json_value` found them."""
     import pandas as pd
-    from airflow.sdk.serde import deserialize, serialize
+    from airflow.sdk.serde import deserialize
 
-    try:
-        back = deserialize(serialize(frame))
-        pd.testing.assert_frame_equal(frame, back, check_exact=True, check_freq=True)
-        if back.attrs != frame.attrs:
-            raise AssertionError("attrs differ")
-    except AssertionError as exc:
-        reason = str(exc).strip().splitlines()[0]
-        raise UnsupportedValue(
-            f"Airflow's JSON encoding of this DataFrame would change it ({reason}); use a *Pandas backend"
-        ) from None
+    for frame in frames:
+        if isinstance(frame, pd.Series):
+            raise UnsupportedValue("Airflow's JSON encoding has no Series; use a *Pandas backend")
+    decoded = _check_json_value(deserialize(structure))
+    for frame, back in zip(frames, decoded, strict=True):
+        try:
+            pd.testing.assert_frame_equal(frame, back, check_exact=True, check_freq=True)
+            if back.attrs != frame.attrs:
+                raise AssertionError("attrs differ")
+        except AssertionError as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise UnsupportedValue(
+                f"Airflow's JSON encoding of this DataFrame would change it ({reason}); use a *Pandas backend"
+            ) from None
 
 
 class JSONCodec:
@@ -95,22 +100,32 @@ class JSONCodec:
 
     extension = ".json"
 
-    def encode(self, value: Any) -> bytes:
+    def to_structure(self, value: Any) -> Any:
+        """Airflow's serialized form of `value` (what its database XCom stores), checked for losses."""
         from airflow.sdk.serde import serialize
 
         try:
-            for frame in _check_json_value(value):
-                if type(frame).__name__ == "Series":
-                    raise UnsupportedValue("Airflow's JSON encoding has no Series; use a *Pandas backend")
-                _verify_frame(frame)
-            data = serialize(value)
-            return json.dumps(data, separators=(",", ":")).encode("ascii")
+            frames = _check_json_value(value)
+            structure = serialize(value)
+            if frames:
+                _verify_frames(frames, structure)
+            return structure
         except RecursionError:
             raise UnsupportedValue("the value is nested too deeply for JSON") from None
+        except UnsupportedValue:
+            raise
         except (TypeError, ValueError, AttributeError, NotImplementedError) as exc:
-            if isinstance(exc, UnsupportedValue):
-                raise
             raise UnsupportedValue(str(exc)) from None
+
+    @staticmethod
+    def dumps(structure: Any) -> bytes:
+        try:
+            return json.dumps(structure, separators=(",", ":")).encode("ascii")
+        except RecursionError:
+            raise UnsupportedValue("the value is nested too deeply for JSON") from None
+
+    def encode(self, value: Any) -> bytes:
+        return self.dumps(self.to_structure(value))
 
     def decode(self, data: bytes) -> Any:
         from airflow.sdk.serde import deserialize

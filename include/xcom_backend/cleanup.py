@@ -1,0 +1,342 @@
+"""Finding and deleting XCom objects that nothing will read again; run by dags/xcom_storage_cleanup.py.
+
+Two kinds of object go, and only objects whose key has this project's layout (under the key prefix,
+`<dag>/<run>/<task>/<map_index>/<key>/<uuid>.<ext>`), so nothing else in a shared bucket is touched:
+
+* expired: last modified longer ago than the retention period, whether or not a row still points
+  at it (the same rule a bucket lifecycle rule applies; a later pull fails with XComObjectNotFound);
+* orphaned: older than a grace period and not referenced by any XCom row of its task. The row was
+  deleted (`airflow db clean`, a deleted DAG run), replaced (the task re-ran and the purge of the
+  old object failed), or never written (the task died between the upload and the row).
+
+Younger objects are always kept: a task may have uploaded its value and not yet written its row.
+
+Which rows exist is asked through a `ReferenceLookup`, per (dag, run, task, key): the object key
+says which, because it is built from those ids (`reference.object_key`). In Airflow 3 a task cannot
+use the metadata DB's ORM, so inside a task the lookup goes through the Task SDK to the API server
+(`sdk_reference_lookup`), the same call a mapped task's lazy sequence of XComs makes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from include.xcom_backend.errors import XComStorageError
+from include.xcom_backend.reference import Reference, encode_component
+from include.xcom_backend.settings import Settings
+from include.xcom_backend.stores.base import ObjectStore, StoredObject
+
+log = logging.getLogger(__name__)
+
+# The last segment of every object key the backends write: a uuid, then the codec's extension(s).
+_OBJECT_NAME = re.compile(r"[0-9a-f]{32}(?:\.[a-z0-9]+){1,2}")
+_ESCAPE = re.compile(r"~([0-9A-F]{2})")
+_CACHE_LIMIT = 10_000  # groups remembered at once; keys are listed in order, so groups arrive together
+
+
+class XComGroup(NamedTuple):
+    """The XCom rows one object can belong to: every map index of one task's key in one run."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    key: str
+
+
+# (dag_id, run_id, task_id, key) -> the object keys the rows of that group reference now.
+ReferenceLookup = Callable[[XComGroup], Collection[str]]
+
+
+def decode_component(segment: str) -> str | None:
+    """The id `reference.encode_component` turned into ``segment``, or None when it cannot be
+    recovered (ids longer than 180 characters are shortened with a digest) or was not encoded so."""
+    if segment == "~":
+        return ""
+    if "~~" in segment:
+        return None
+    raw = bytearray()
+    position = 0
+    for match in _ESCAPE.finditer(segment):
+        raw += segment[position : match.start()].encode("ascii", "replace")
+        raw.append(int(match[1], 16))
+        position = match.end()
+    raw += segment[position:].encode("ascii", "replace")
+    try:
+        value = raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+    # Only the canonical spelling counts: anything else was not written by the backends.
+    return value if encode_component(value) == segment else None
+
+
+def key_prefix(prefix: str) -> str:
+    """The listing prefix of every XCom object for the XCOM_BACKEND_KEY_PREFIX ``prefix``."""
+    encoded = "/".join(encode_component(p) for p in prefix.split("/") if p)
+    return f"{encoded}/" if encoded else ""
+
+
+def _segments(object_key: str, prefix: str) -> list[str] | None:
+    listing_prefix = key_prefix(prefix)
+    if not object_key.startswith(listing_prefix):
+        return None
+    parts = object_key[len(listing_prefix) :].split("/")
+    if len(parts) != 6 or not _OBJECT_NAME.fullmatch(parts[5]) or not all(parts[:5]):
+        return None
+    return parts
+
+
+def is_xcom_object(object_key: str, prefix: str) -> bool:
+    """Whether ``object_key`` has the layout of the keys the backends write under ``prefix``."""
+    return _segments(object_key, prefix) is not None
+
+
+def parse_object_key(object_key: str, prefix: str) -> tuple[XComGroup, int] | None:
+    """The group and map index an object was written for, or None if the key does not say."""
+    parts = _segments(object_key, prefix)
+    if parts is None:
+        return None
+    decoded = [decode_component(p) for p in parts[:5]]
+    if any(value is None for value in decoded):
+        return None
+    dag_id, run_id, task_id, map_index, key = (str(value) for value in decoded)
+    if not re.fullmatch(r"-1|\d+", map_index):
+        return None
+    return XComGroup(dag_id, run_id, task_id, key), int(map_index)
+
+
+@dataclass
+class CleanupReport:
+    """What one store held under the prefix, what was to go, and what went."""
+
+    store: str
+    dry_run: bool
+    scanned: int = 0
+    scanned_bytes: int = 0
+    expired: int = 0
+    expired_bytes: int = 0
+    orphaned: int = 0
+    orphaned_bytes: int = 0
+    kept_young: int = 0
+    not_xcom: int = 0
+    unknown_ids: int = 0
+    lookups: int = 0
+    deleted: int = 0
+    deleted_bytes: int = 0
+    failed: int = 0
+    examples: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        verb = "would delete" if self.dry_run else "deleted"
+        done = self.expired + self.orphaned if self.dry_run else self.deleted
+        done_bytes = self.expired_bytes + self.orphaned_bytes if self.dry_run else self.deleted_bytes
+        text = (
+            f"{self.store}: scanned {self.scanned} objects ({self.scanned_bytes} bytes); {verb} {done} "
+            f"({done_bytes} bytes): {self.expired} expired ({self.expired_bytes} bytes), {self.orphaned} "
+            f"orphaned ({self.orphaned_bytes} bytes); kept {self.kept_young} younger than the grace "
+            f"period, {self.not_xcom} not XCom objects, {self.unknown_ids} with ids the key cannot give"
+        )
+        return text + (f"; {self.failed} deletions failed" if self.failed else "")
+
+
+def clean_store(
+    store: ObjectStore,
+    *,
+    lookup: ReferenceLookup,
+    retention: timedelta,
+    grace: timedelta,
+    prefix: str | None = None,
+    dry_run: bool = True,
+    batch_size: int = 500,
+    now: datetime | None = None,
+    workers: int = 8,
+) -> CleanupReport:
+    """List ``store`` under the XCom prefix and delete (unless ``dry_run``) what is expired or orphaned.
+
+    Deletions go in batches of ``batch_size`` while the listing goes on, so memory stays flat however
+    many objects the bucket holds; a failed deletion is counted and logged, and left for the next run.
+    """
+    if grace > retention:
+        raise ValueError(
+            f"the orphan grace period ({grace}) must not exceed the retention period ({retention})"
+        )
+    prefix = Settings.from_env().key_prefix if prefix is None else prefix
+    now = now or datetime.now(UTC)
+    report = CleanupReport(store=store.url(key_prefix(prefix)), dry_run=dry_run)
+    referenced: dict[XComGroup, frozenset[str]] = {}
+
+    def doomed() -> Iterator[StoredObject]:
+        for item in store.list(key_prefix(prefix)):
+            report.scanned += 1
+            report.scanned_bytes += item.size
+            reason = _judge(item, prefix, now, retention, grace, lookup, referenced, report)
+            if reason is not None:
+                if len(report.examples) < 20:
+                    report.examples.append(f"{reason}: {item.key}")
+                yield item
+
+    for number, batch in enumerate(_batches(doomed(), batch_size), start=1):
+        if dry_run:
+            log.info("Batch %d: would delete %d objects (%d bytes)", number, len(batch), _size(batch))
+            continue
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(batch)))) as pool:
+            outcomes = list(pool.map(lambda item: _delete(store, item), batch))
+        gone = [item for item, ok in zip(batch, outcomes, strict=True) if ok]
+        report.deleted += len(gone)
+        report.deleted_bytes += _size(gone)
+        report.failed += len(batch) - len(gone)
+        log.info("Batch %d: deleted %d of %d objects (%d bytes)", number, len(gone), len(batch), _size(gone))
+    log.info("%s", report.summary())
+    return report
+
+
+def _judge(
+    item: StoredObject,
+    prefix: str,
+    now: datetime,
+    retention: timedelta,
+    grace: timedelta,
+    lookup: ReferenceLookup,
+    referenced: dict[XComGroup, frozenset[str]],
+    report: CleanupReport,
+) -> str | None:
+    """Why ``item`` should go ("expired", "orphaned"), or None to keep it; counts it in ``report``."""
+    if not is_xcom_object(item.key, prefix):
+        report.not_xcom += 1
+        return None
+    modified = item.last_modified
+    if modified.tzinfo is None:
+        modified = modified.replace(tzinfo=UTC)  # stores report UTC; some clients drop the zone
+    age = now - modified
+    if age >= retention:
+        report.expired += 1
+        report.expired_bytes += item.size
+        return "expired"
+    if age < grace:
+        report.kept_young += 1
+        return None
+    parsed = parse_object_key(item.key, prefix)
+    if parsed is None:
+        report.unknown_ids += 1  # cannot ask for its row; retention removes it in time
+        return None
+    group, _ = parsed
+    if group not in referenced:
+        if len(referenced) >= _CACHE_LIMIT:
+            referenced.clear()
+        referenced[group] = frozenset(lookup(group))
+        report.lookups += 1
+    if item.key in referenced[group]:
+        return None
+    report.orphaned += 1
+    report.orphaned_bytes += item.size
+    return "orphaned"
+
+
+def _batches(items: Iterable[StoredObject], size: int) -> Iterator[list[StoredObject]]:
+    batch: list[StoredObject] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _size(items: Iterable[StoredObject]) -> int:
+    return sum(item.size for item in items)
+
+
+def _delete(store: ObjectStore, item: StoredObject) -> bool:
+    try:
+        store.delete(item.key)
+    except XComStorageError as exc:
+        log.warning("Could not delete %s: %s", store.url(item.key), exc)
+        return False
+    return True
+
+
+# --- what the maintenance DAG uses ------------------------------------------------------------------
+
+
+def configured_stores(backend: str | None = None) -> list[ObjectStore]:
+    """The stores of the configured XCom backend class (AIRFLOW__CORE__XCOM_BACKEND), in write order.
+
+    Raises ValueError when the backend is not one of this project's object-store backends (e.g.
+    Airflow's default, which keeps XComs in the metadata DB): then there is nothing to clean.
+    """
+    from include.xcom_backend.backend import ObjectStoreXComBackend
+
+    if backend is None:
+        from airflow.sdk.configuration import conf
+
+        backend = conf.get("core", "xcom_backend", fallback="") or ""
+    module, _, name = backend.rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None) if module else None
+    if not (isinstance(cls, type) and issubclass(cls, ObjectStoreXComBackend) and cls.stores):
+        raise ValueError(
+            f"the configured XCom backend {backend or '(Airflow default)'!r} is not one of this project's "
+            "object-store backends; it keeps no objects to clean"
+        )
+    return [factory() for factory in cls.stores]
+
+
+def sdk_reference_lookup() -> ReferenceLookup:
+    """A lookup for use inside a running task: asks the API server through the Task SDK.
+
+    One request per group returns the stored value of every map index at once; the values are the
+    reference strings as the DB holds them, so no object is read.
+    """
+    from airflow.sdk.execution_time.comms import GetXComSequenceSlice, XComSequenceSliceResult
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+    def lookup(group: XComGroup) -> set[str]:
+        answer = SUPERVISOR_COMMS.send(
+            GetXComSequenceSlice(
+                key=group.key,
+                dag_id=group.dag_id,
+                run_id=group.run_id,
+                task_id=group.task_id,
+                start=None,
+                stop=None,
+                step=None,
+            )
+        )
+        if not isinstance(answer, XComSequenceSliceResult):
+            # Never guess: an object is deleted only when its rows were read successfully.
+            raise RuntimeError(f"the API server did not list the XComs of {group}: {answer!r}")
+        return {reference.key for value in answer.root if (reference := Reference.parse(value))}
+
+    return lookup
+
+
+def run_cleanup(
+    *,
+    lookup: ReferenceLookup,
+    retention: timedelta,
+    grace: timedelta,
+    dry_run: bool = True,
+    batch_size: int = 500,
+    stores: list[ObjectStore] | None = None,
+) -> dict[str, Any]:
+    """Clean every store of the configured backend; the per-store reports and their totals."""
+    reports = [
+        clean_store(
+            store, lookup=lookup, retention=retention, grace=grace, dry_run=dry_run, batch_size=batch_size
+        )
+        for store in (configured_stores() if stores is None else stores)
+    ]
+    totals = {
+        name: sum(getattr(report, name) for report in reports)
+        for name in ("scanned", "expired", "orphaned", "deleted", "deleted_bytes", "failed")
+    }
+    return {"dry_run": dry_run, "totals": totals, "stores": [report.as_dict() for report in reports]}
