@@ -6,8 +6,9 @@ creates the tutorial's buckets, loads `airflow_settings.yaml` into a local Airfl
 DAGs with `airflow dags test` once per backend class. Prints what each run wrote to its bucket and
 the Pokémon lines; exits 1 if any run failed.
 
-    make demo                              # PokeAPI on the internet
+    make demo                              # PokeAPI on the internet (the stand-in if it is unreachable)
     make demo DEMO_ARGS=--offline          # a local PokeAPI stand-in with recorded responses
+    make demo DEMO_ARGS=--online           # the real PokeAPI or nothing
     make demo DEMO_ARGS="--backends s3_xcom_backend_pandas.S3XComBackendPandas --dags simple_xcom_dag"
 """
 
@@ -152,6 +153,17 @@ def run_matrix(
     return sorted(runs, key=lambda r: order[(r.backend, r.dag_id)])
 
 
+def pokeapi_problem(url: str = "https://pokeapi.co/api/v2/pokemon/pikachu") -> str | None:
+    """Why the real PokeAPI cannot be used from here, or None if it answers."""
+    import requests
+
+    try:
+        requests.head(url, timeout=5).raise_for_status()
+    except requests.RequestException as exc:
+        return type(exc).__name__
+    return None
+
+
 def render(runs: list[DemoRun]) -> str:
     rows = [("backend", "DAG", "state", "objects", "Pokémon lines")]
     for run in runs:
@@ -177,7 +189,9 @@ def render(runs: list[DemoRun]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--offline", action="store_true", help="use a local PokeAPI stand-in")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--offline", action="store_true", help="use a local PokeAPI stand-in")
+    mode.add_argument("--online", action="store_true", help="fail rather than fall back to the stand-in")
     parser.add_argument("--backends", help="comma-separated class paths (without 'include.')")
     parser.add_argument("--dags", help="comma-separated DAG ids")
     parser.add_argument("--workers", type=int, default=2)
@@ -202,7 +216,16 @@ def main(argv: list[str] | None = None) -> int:
             stores.create_default_buckets()
             total = len(backends) * len(dag_ids)
             print(f"Local stores up in {stores.startup_seconds:.1f}s; running {total} DAG runs")
-            if args.offline:
+            offline = args.offline
+            if not offline:
+                problem = pokeapi_problem()
+                if problem and args.online:
+                    print(f"PokeAPI is unreachable ({problem}); not falling back (--online)", file=sys.stderr)
+                    return 1
+                if problem:
+                    print(f"PokeAPI is unreachable ({problem}): using the local stand-in (recorded data).")
+                    offline = True
+            if offline:
                 with PokeApiStandin() as api:
                     runs = run_matrix(
                         backends,
