@@ -42,11 +42,11 @@ from typing import Any
 
 import pandas as pd
 import pendulum
-import requests
-from airflow.sdk import BaseHook, Param, dag, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowNotFoundException
+from airflow.sdk import Param, dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior
+
+from include.pokeapi import POKEMON_NAME_SCHEMA, get_pokemon, pokeapi_base_url
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,6 @@ DBT_EXECUTABLE_CANDIDATES = (
     PROJECT_ROOT / ".venv-dbt" / "bin" / "dbt",
 )
 
-POKEAPI_CONN_ID = "pokeapi_default"
-DEFAULT_BASE_URL = "https://pokeapi.co"
-# (connect, read) in seconds: a hung API must not hold a worker slot until the task times out.
-TIMEOUT = (5, 30)
 DEFAULT_POKEMON = ["pikachu", "vulpix", "snorlax", "eevee"]
 RAW_SCHEMA = "raw"
 RAW_TABLE = "pokemon"
@@ -98,32 +94,6 @@ def dbt_load_mode() -> LoadMode:
         return LoadMode.DBT_MANIFEST
     log.warning("%s not found (run `make setup`); rendering dbt/pokemon with Cosmos's parser", DBT_MANIFEST)
     return LoadMode.CUSTOM
-
-
-def _pokeapi_base_url() -> str:
-    try:
-        conn = BaseHook.get_connection(POKEAPI_CONN_ID)
-    except AirflowNotFoundException:
-        log.info("Connection %r is not defined; using %s", POKEAPI_CONN_ID, DEFAULT_BASE_URL)
-        return DEFAULT_BASE_URL
-    base_url = (conn.host or DEFAULT_BASE_URL).rstrip("/")
-    # Same reading of an HTTP connection as the http provider's HttpHook.
-    if "://" not in base_url:
-        base_url = f"{conn.schema or 'http'}://{base_url}"
-    if conn.port:
-        base_url = f"{base_url}:{conn.port}"
-    return base_url
-
-
-def _fetch_pokemon(base_url: str, name: str) -> dict[str, Any]:
-    url = f"{base_url}/api/v2/pokemon/{name}"
-    response = requests.get(url, timeout=TIMEOUT)
-    if response.status_code == 404:
-        # Retrying cannot make a misspelt name exist.
-        raise AirflowFailException(f"PokeAPI knows no Pokémon called {name!r} (404 from {url})")
-    # Anything else that fails (429, 5xx, network) is left to the task's retries.
-    response.raise_for_status()
-    return response.json()
 
 
 _load_mode = dbt_load_mode()
@@ -170,7 +140,7 @@ _render_config = RenderConfig(
             DEFAULT_POKEMON,
             type="array",
             description="Lowercase PokeAPI names, each once, e.g. snorlax or mr-mime",
-            items={"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$", "maxLength": 50},
+            items=POKEMON_NAME_SCHEMA,
             minItems=1,
             maxItems=50,
             # The mart has one row per Pokémon; a repeated name would only fail its unique test.
@@ -183,10 +153,10 @@ def pokemon_dbt_cosmos_dag() -> None:
     @task
     def extract_pokemon(params: dict[str, Any]) -> pd.DataFrame:
         """Fetch every Pokémon in the `pokemon` param from PokeAPI; one row each."""
-        base_url = _pokeapi_base_url()
+        base_url = pokeapi_base_url()
         rows = []
         for name in params["pokemon"]:
-            pokemon = _fetch_pokemon(base_url, name)
+            pokemon = get_pokemon(base_url, name)
             rows.append({key: pokemon[key] for key in ("id", "name", "base_experience", "height", "weight")})
         return pd.DataFrame(rows)
 
