@@ -19,6 +19,7 @@ from include.xcom_backend import (
     XComObjectNotFound,
     XComReferenceError,
 )
+from include.xcom_backend.catalog import ALL_BACKENDS
 from include.xcom_backend.reference import Reference
 from include.xcom_backend.stores import STORES
 from include.xcom_backend.stores.base import ObjectStore
@@ -27,17 +28,7 @@ from tests.catalogue import FRAMES, JSON_BACKEND_REFUSES, VALUES, assert_same
 pytestmark = pytest.mark.stores
 
 # dotted path -> whether it stores pandas objects. The tutorial's eight, plus the mirror.
-BACKENDS = {
-    "include.s3_xcom_backend_json.S3XComBackendJSON": False,
-    "include.s3_xcom_backend_pandas.S3XComBackendPandas": True,
-    "include.gcs_xcom_backend_json.GCSXComBackendJSON": False,
-    "include.gcs_xcom_backend_pandas.GCSXComBackendPandas": True,
-    "include.azure_xcom_backend_json.WasbXComBackendJSON": False,
-    "include.azure_xcom_backend_pandas.WasbXComBackendPandas": True,
-    "include.minio_xcom_backend_json.MinIOXComBackendJSON": False,
-    "include.minio_xcom_backend_pandas.MinIOXComBackendPandas": True,
-    "include.mirror_xcom_backend.S3GCSMirrorXComBackendJSON": False,
-}
+BACKENDS = {path: path.endswith("Pandas") for path in ALL_BACKENDS}
 PANDAS_BACKENDS = [path for path, pandas in BACKENDS.items() if pandas]
 
 # What Airflow hands to deserialize_value: an object with `.value`, the DB's JSON round trip.

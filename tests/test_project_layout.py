@@ -322,3 +322,11 @@ def test_azure_store_matches_env_example_and_connection() -> None:
     assert f"BlobEndpoint=http://azurite:{_flag(services['azurite']['command'], '--blobPort')}/" in (
         connection_string
     )
+
+
+def test_backend_catalogue_is_the_public_surface() -> None:
+    # The list above is the public surface, spelled out; the demo and the contract suite
+    # run whatever include/xcom_backend/catalog.py lists, so the two must be the same.
+    from include.xcom_backend.catalog import ALL_BACKENDS
+
+    assert sorted(ALL_BACKENDS) == sorted(BACKEND_CLASSES)

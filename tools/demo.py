@@ -24,18 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from include.xcom_backend.catalog import TUTORIAL_BACKENDS
 from tools.dagrun import PROJECT_ROOT, DagTestResult, airflow_env, migrate_db, run_dag_test
 
-BACKENDS = [
-    "include.s3_xcom_backend_json.S3XComBackendJSON",
-    "include.s3_xcom_backend_pandas.S3XComBackendPandas",
-    "include.gcs_xcom_backend_json.GCSXComBackendJSON",
-    "include.gcs_xcom_backend_pandas.GCSXComBackendPandas",
-    "include.azure_xcom_backend_json.WasbXComBackendJSON",
-    "include.azure_xcom_backend_pandas.WasbXComBackendPandas",
-    "include.minio_xcom_backend_json.MinIOXComBackendJSON",
-    "include.minio_xcom_backend_pandas.MinIOXComBackendPandas",
-]
+BACKENDS = list(TUTORIAL_BACKENDS)
 DAGS = {
     "simple_xcom_dag": PROJECT_ROOT / "dags" / "simple_xcom_dag.py",
     "fetch_pokemon_data_dag": PROJECT_ROOT / "dags" / "fetch_pokemon_data_dag.py",
