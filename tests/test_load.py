@@ -1,0 +1,145 @@
+"""Many values at once, and values that cross machines.
+
+* 200 mapped task instances push distinct values and one task pulls them all, in a real
+  `airflow dags test` run (tests/dags_for_tests/xcom_fanout.py checks every value in the task).
+* A producer and a consumer in different processes that share no disk: different HOME, TMPDIR,
+  AIRFLOW_HOME and working directory, the producer's removed before the consumer starts, as two
+  workers on two machines would be. Only the bucket and the reference connect them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from include.xcom_backend.reference import Reference
+from include.xcom_backend.stores import STORES
+from include.xcom_backend.stores.base import ObjectStore
+from tests.test_faults import REPO_ROOT, copy_airflow_home, dag_env, run_test_dag
+
+pytestmark = pytest.mark.stores
+
+WIDTH = 200
+PANDAS_BACKENDS = {
+    "s3": "include.s3_xcom_backend_pandas.S3XComBackendPandas",
+    "gcs": "include.gcs_xcom_backend_pandas.GCSXComBackendPandas",
+    "azure": "include.azure_xcom_backend_pandas.WasbXComBackendPandas",
+    "minio": "include.minio_xcom_backend_pandas.MinIOXComBackendPandas",
+}
+
+
+@pytest.mark.e2e
+def test_200_mapped_pushes_give_200_distinct_objects_and_intact_values(
+    airflow_db, local_stores, new_bucket, tmp_path
+):
+    bucket = new_bucket("minio")
+    home = copy_airflow_home(airflow_db, tmp_path / "airflow-home")
+    # The template's default backend (.env.example): MinIO API, pandas enabled.
+    env = dag_env(
+        home, local_stores, backend=PANDAS_BACKENDS["minio"], extra={"XCOM_BACKEND_MINIO_BUCKET": bucket}
+    )
+    result = run_test_dag("xcom_fanout", env, timeout=600)
+
+    assert result.state == "success", result.output[-20000:]
+    assert f"COLLECTED {WIDTH} intact values" in result.lines, result.output[-5000:]
+    ObjectStore._instances.clear()
+    objects = list(STORES["minio"](bucket).list("xcom/xcom_fanout/"))
+    segments = [item.key.split("/") for item in objects]
+    assert len({item.key for item in objects}) == len(objects) == WIDTH
+    assert {parts[3] for parts in segments} == {"fan_out"}
+    assert sorted(int(parts[4]) for parts in segments) == list(range(WIDTH)), "one object per map index"
+
+
+_PRODUCER = """
+import json, sys
+import importlib
+import pandas as pd
+
+frame = pd.DataFrame(
+    {"n": pd.array([1, None, 3], dtype="Int64"), "when": pd.date_range("2026-01-01", periods=3, tz="UTC")}
+)
+stored = {}
+for kind, path in json.loads(sys.argv[1]).items():
+    module, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    ids = dict(key="return_value", task_id="producer", dag_id="cross_host", run_id="run_1", map_index=-1)
+    stored[kind] = [cls.serialize_value(frame, **ids), cls.serialize_value({"rows": 3, "kind": kind}, **ids)]
+print("STORED " + json.dumps(stored))
+"""
+
+_CONSUMER = """
+import json, os, sys
+from collections import namedtuple
+import importlib
+import pandas as pd
+
+Row = namedtuple("Row", "value")
+expected = pd.DataFrame(
+    {"n": pd.array([1, None, 3], dtype="Int64"), "when": pd.date_range("2026-01-01", periods=3, tz="UTC")}
+)
+stored = json.loads(sys.argv[2])
+for kind, path in json.loads(sys.argv[1]).items():
+    module, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    frame, small = (cls.deserialize_value(Row(value)) for value in stored[kind])
+    pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+    assert small == {"rows": 3, "kind": kind}, small
+print("PULLED " + json.dumps(sorted(stored)) + " in " + os.getcwd())
+"""
+
+
+def isolated_env(root: Path) -> dict[str, str]:
+    """A process environment whose every local directory is under ``root`` and nowhere else."""
+    for name in ("home", "tmp", "airflow", "cwd"):
+        (root / name).mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("AIRFLOW_HOME", "TMPDIR", "HOME")}
+    return env | {
+        "HOME": str(root / "home"),
+        "TMPDIR": str(root / "tmp"),
+        "AIRFLOW_HOME": str(root / "airflow"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow' / 'airflow.db'}",
+        "PYTHONPATH": str(REPO_ROOT),
+        "XCOM_BACKEND_KEY_PREFIX": "xcom",
+        "XCOM_BACKEND_THRESHOLD_BYTES": "0",
+    }
+
+
+def test_producer_and_consumer_share_nothing_but_the_bucket(local_stores, tmp_path):
+    backends = json.dumps(PANDAS_BACKENDS)
+    producer_root, consumer_root = tmp_path / "producer-host", tmp_path / "consumer-host"
+    produced = subprocess.run(
+        [sys.executable, "-c", _PRODUCER, backends],
+        env=isolated_env(producer_root),
+        cwd=producer_root / "cwd",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    lines = [line for line in produced.stdout.splitlines() if line.startswith("STORED ")]
+    assert produced.returncode == 0 and lines, produced.stderr[-4000:]
+    stored = json.loads(lines[-1][7:])
+    shutil.rmtree(producer_root)  # whatever the producer left on its disk is gone
+
+    for kind, values in stored.items():
+        for value in values:
+            reference = Reference.parse(value)
+            assert reference is not None and reference.key.startswith("xcom/cross_host/"), (kind, value)
+
+    consumed = subprocess.run(
+        [sys.executable, "-c", _CONSUMER, backends, json.dumps(stored)],
+        env=isolated_env(consumer_root),
+        cwd=consumer_root / "cwd",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert consumed.returncode == 0, consumed.stderr[-4000:]
+    assert f"PULLED {json.dumps(sorted(PANDAS_BACKENDS))} in {consumer_root / 'cwd'}" in consumed.stdout
