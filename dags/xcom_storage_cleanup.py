@@ -12,7 +12,8 @@ both copies for the mirror backend), this DAG lists the objects under the XCom k
   purge of the old object failed, or never written because the task died after the upload.
 
 Objects younger than the grace period are always kept (a running task may have uploaded its value
-and not yet written its row), and keys outside the backend's layout are never touched.
+and not yet written its row), and keys outside the backend's layout are never touched. The prefix
+must belong to this Airflow alone: another deployment's objects under it would look like orphans.
 
 **It is a dry run unless `dry_run` is false**: it reports what it would delete and deletes nothing.
 Trigger it with `{"dry_run": false}` to delete, or set `XCOM_CLEANUP_DRY_RUN=false` in the

@@ -2,6 +2,9 @@
 
 * 200 mapped task instances push distinct values and one task pulls them all, in a real
   `airflow dags test` run (tests/dags_for_tests/xcom_fanout.py checks every value in the task).
+* The same DAG under the LocalExecutor (separate worker processes that talk to an API server, with
+  the ORM blocked as on a real worker): about 4 minutes on two shared cores, beyond this suite's
+  time budget, so it runs only with XCOM_SLOW_TESTS=1.
 * A producer and a consumer in different processes that share no disk: different HOME, TMPDIR,
   AIRFLOW_HOME and working directory, the producer's removed before the consumer starts, as two
   workers on two machines would be. Only the bucket and the reference connect them.
@@ -9,11 +12,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -54,6 +63,59 @@ def test_200_mapped_pushes_give_200_distinct_objects_and_intact_values(
     assert len({item.key for item in objects}) == len(objects) == WIDTH
     assert {parts[3] for parts in segments} == {"fan_out"}
     assert sorted(int(parts[4]) for parts in segments) == list(range(WIDTH)), "one object per map index"
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.environ.get("XCOM_SLOW_TESTS") != "1", reason="~4 min; set XCOM_SLOW_TESTS=1")
+def test_200_mapped_pushes_under_the_local_executor(airflow_db, local_stores, new_bucket, tmp_path):
+    bucket = new_bucket("s3")
+    home = copy_airflow_home(airflow_db, tmp_path / "airflow-home")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dag_env(
+        home,
+        local_stores,
+        backend="include.s3_xcom_backend_json.S3XComBackendJSON",
+        extra={
+            "XCOM_BACKEND_S3_BUCKET": bucket,
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),  # shared by server and executor
+        },
+    )
+    with (home / "api-server.log").open("w") as log:
+        api = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2).read()
+                break
+            except OSError:
+                assert api.poll() is None and time.monotonic() < deadline, (
+                    home / "api-server.log"
+                ).read_text()
+                time.sleep(0.5)
+        command = [sys.executable, "-m", "airflow", "dags", "test", "xcom_fanout", "--use-executor"]
+        command += ["--dagfile-path", str(REPO_ROOT / "tests" / "dags_for_tests" / "xcom_fanout.py")]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1200, check=False)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(api.pid, signal.SIGTERM)
+        api.wait(60)
+    output = result.stdout + result.stderr
+    assert "Loaded executor: :LocalExecutor:" in output and "state=success" in output, output[-5000:]
+    assert f"COLLECTED {WIDTH} intact values" in output
+    ObjectStore._instances.clear()
+    assert len(list(STORES["s3"](bucket).list("xcom/xcom_fanout/"))) == WIDTH
 
 
 _PRODUCER = """
