@@ -411,17 +411,18 @@ def _bytes_sent(pid: int, seen: dict[str, int]) -> int:
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs `ss` (iproute2) to watch the upload")
-@pytest.mark.parametrize("kind", ["s3", "azure", "gcs"])
+@pytest.mark.parametrize("kind", ["s3", "azure"])
 def test_a_push_killed_mid_upload_leaves_no_object_readable_as_whole(
     kind, local_stores, new_bucket, monkeypatch
 ):
-    """One store per upload protocol. S3 uploads 200 MB as a multipart upload whose parts stay
-    invisible until the final CompleteMultipartUpload, so a killed upload leaves an incomplete upload,
-    not an object (the AbortIncompleteMultipartUpload rule of docs/operating.md reclaims its parts);
-    the MinIO backend speaks the same protocol to the same server, so it is not repeated. Azure
-    stages blocks and commits the block list last: before the commit there is no blob, only
-    uncommitted blocks that Azure discards after 7 days. GCS uses a resumable upload that becomes an
-    object only when finalised. Whatever a store does, the reference's checksum is the last guard."""
+    """The two commit protocols. S3 uploads 200 MB as a multipart upload whose parts stay invisible
+    until the final CompleteMultipartUpload, so a killed upload leaves an incomplete upload, not an
+    object (the AbortIncompleteMultipartUpload rule of docs/operating.md reclaims its parts); the
+    MinIO backend speaks the same protocol. Azure stages blocks and commits the block list last:
+    before the commit there is no blob, only uncommitted blocks that Azure discards after 7 days.
+    (GCS's resumable upload likewise becomes an object only when finalised; fake-gcs-server would
+    only show the emulator's behaviour, so it is left out to save time.) Whatever a store does, the
+    reference's checksum is the last guard."""
     cls, bucket = use_new_bucket(kind, new_bucket, monkeypatch)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.Popen(

@@ -277,7 +277,9 @@ def sas_connection(local_stores, token: str) -> str:
 
 @pytest.fixture
 def captured(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    caplog.set_level(logging.INFO)  # botocore and azure-core log requests at INFO and DEBUG
+    # Each logger explicitly: a hook or an earlier test may have raised a library logger's level.
+    for name in ("", "azure", "azure.core.pipeline.policies.http_logging_policy", "botocore", "include"):
+        caplog.set_level(logging.INFO, logger=name)
     return caplog
 
 
