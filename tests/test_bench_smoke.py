@@ -1,0 +1,151 @@
+"""`make bench` still runs and reports what it should: the quick mode against the session's local stores.
+
+Only the shape of the output is checked (every method, positive numbers, ratios taken from the medians):
+timings on a shared machine say nothing about correctness, so no assertion here depends on them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tools import bench
+from tools.local_stores import LocalStores
+
+pytestmark = pytest.mark.stores
+
+REQUIRED_METHODS = ("pandas", "floor", "csv")
+
+
+@pytest.fixture(scope="module")
+def quick_result(local_stores: LocalStores) -> dict[str, Any]:
+    config = bench.parse_args(["--quick"]).config
+    return bench.run(config, local_stores)
+
+
+def _entry(result: dict[str, Any], store: str, method: str, rows: int) -> dict[str, Any] | None:
+    matches = [e for e in result["timings"] if (e["store"], e["method"], e["rows"]) == (store, method, rows)]
+    assert len(matches) <= 1, f"{store} {method} {rows} measured twice"
+    return matches[0] if matches else None
+
+
+def test_quick_mode_covers_every_store_size_and_method(quick_result: dict[str, Any]) -> None:
+    config = quick_result["config"]
+    assert config["stores"] == ["s3", "minio", "gcs", "azure"]
+    assert config["rows"] == list(bench.QUICK_ROWS)
+    assert config["repeat"] >= 3
+    unavailable = {(u["store"], u["method"]): u["reason"] for u in quick_result["unavailable"]}
+    for rows in config["rows"]:
+        assert _entry(quick_result, "-", "codec", rows) is not None
+        for store in config["stores"]:
+            for method in REQUIRED_METHODS:
+                assert _entry(quick_result, store, method, rows) is not None, f"{store} {method} {rows}"
+            # common.io either ran or says why it could not (s3fs is not installable here).
+            commonio = _entry(quick_result, store, "commonio", rows)
+            assert (commonio is not None) != ((store, "commonio") in unavailable)
+            if commonio is None:
+                assert unavailable[(store, "commonio")].strip()
+
+
+def test_numbers_are_positive_and_medians_of_the_runs(quick_result: dict[str, Any]) -> None:
+    repeat = quick_result["config"]["repeat"]
+    for entry in quick_result["timings"]:
+        assert len(entry["runs_s"]) == len(entry["push_runs_s"]) == len(entry["pull_runs_s"]) == repeat
+        assert all(t > 0 for t in entry["runs_s"] + entry["push_runs_s"] + entry["pull_runs_s"])
+        assert entry["median_s"] == pytest.approx(statistics.median(entry["runs_s"]))
+        assert entry["push_median_s"] == pytest.approx(statistics.median(entry["push_runs_s"]))
+        assert entry["pull_median_s"] == pytest.approx(statistics.median(entry["pull_runs_s"]))
+    for frame in quick_result["frames"]:
+        assert frame["memory_bytes"] > 0 and frame["parquet_bytes"] > 0
+        assert len(frame["dtypes"]) == 7
+
+
+def test_ratios_are_computed_from_the_medians(quick_result: dict[str, Any]) -> None:
+    ratios = quick_result["ratios"]
+    assert len(ratios) == len(quick_result["config"]["stores"]) * len(quick_result["config"]["rows"])
+    for ratio in ratios:
+        store, rows = ratio["store"], ratio["rows"]
+
+        def median(method: str, s: str = store, r: int = rows) -> float:
+            entry = _entry(quick_result, s, method, r)
+            assert entry is not None
+            return entry["median_s"]
+
+        assert ratio["pandas_vs_floor"] == pytest.approx(median("pandas") / median("floor"))
+        assert ratio["csv_vs_pandas"] == pytest.approx(median("csv") / median("pandas"))
+        if _entry(quick_result, store, "commonio", rows) is None:
+            assert ratio["commonio_vs_pandas"] is None
+        else:
+            assert ratio["commonio_vs_pandas"] == pytest.approx(median("commonio") / median("pandas"))
+
+
+def test_memory_and_small_values_are_measured(quick_result: dict[str, Any]) -> None:
+    measured = {(m["store"], m["method"], m["rows"]) for m in quick_result["memory"]}
+    for store in quick_result["config"]["stores"]:
+        for rows in quick_result["config"]["rows"]:
+            assert (store, "pandas", rows) in measured
+    for entry in quick_result["memory"]:
+        assert entry["frame_bytes"] > 0 and entry["peak_bytes"] > 0
+        assert entry["peak_bytes"] == max(entry["push"]["upper"], entry["pull"]["upper"])
+        assert entry["ratio"] == pytest.approx(entry["peak_bytes"] / entry["frame_bytes"])
+        for stage in ("push", "pull"):
+            assert entry[stage]["upper"] == entry[stage]["python"] + entry[stage]["arrow"]
+
+    small = {s["value"]: s for s in quick_result["small_values"]}
+    assert set(small) == {"int", "dict_1kB"}
+    assert 900 <= small["dict_1kB"]["json_bytes"] <= 1100
+    for entry in small.values():
+        assert entry["backend_median_us"] > 0 and entry["database_median_us"] > 0
+        assert entry["backend_median_us"] == pytest.approx(statistics.median(entry["backend_runs_us"]))
+        assert entry["ratio"] == pytest.approx(entry["backend_median_us"] / entry["database_median_us"])
+
+
+def test_every_target_is_judged_and_every_miss_profiled(quick_result: dict[str, Any]) -> None:
+    targets = quick_result["targets"]
+    names = {t["target"] for t in targets}
+    assert {"pandas round trip / floor", "CSV round trip / pandas round trip"} <= names
+    assert "peak extra memory / frame size" in names
+    assert sum(t["target"].startswith("small value") for t in targets) == 2
+    for target in targets:
+        assert target["status"] in ("PASS", "MISS")
+        assert target["value"] > 0
+        meets = (
+            target["value"] >= target["limit"]
+            if target["direction"] == ">="
+            else target["value"] <= target["limit"]
+        )
+        assert meets == (target["status"] == "PASS")
+    profiled = {(p["store"], p["target"]) for p in quick_result["profiles"]}
+    for target in targets:
+        if target["status"] != "MISS":
+            continue
+        if target["target"].startswith("small value"):
+            assert ("-", target["target"]) in profiled
+        else:
+            assert any(store == target["store"] for store, _ in profiled), target
+
+
+def test_outputs_are_written(quick_result: dict[str, Any], tmp_path: Path) -> None:
+    paths = bench.write_outputs(quick_result, tmp_path)
+    assert json.loads(paths["json"].read_text())["targets"] == quick_result["targets"]
+    markdown = paths["markdown"].read_text()
+    for heading in ("## Machine", "## Results", "**Targets**", "## Where the time goes"):
+        assert heading in markdown
+    assert quick_result["machine"]["cpu"] in markdown
+    assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_command_line_options() -> None:
+    args = bench.parse_args(["--rows", "10000,100_000", "--repeat", "5", "--stores", "s3,gcs"])
+    assert args.config.rows == (10_000, 100_000)
+    assert args.config.repeat == 5
+    assert args.config.stores == ("s3", "gcs")
+    assert bench.parse_args([]).config.rows == bench.DEFAULT_ROWS
+    assert bench.parse_args(["--huge"]).config.rows[-1] == bench.HUGE_ROWS
+    for wrong in (["--repeat", "2"], ["--stores", "s3,dropbox"], ["--rows", "ten"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(wrong)
