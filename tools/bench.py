@@ -34,7 +34,6 @@ import os
 import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -1084,11 +1083,19 @@ _LIBRARIES = (
 
 
 def _cpu_model() -> str:
+    """Model name, with family/model/clock when the name alone is generic (as in VMs: "AMD EPYC")."""
+    fields: dict[str, str] = {}
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or "unknown"
+    details = [f"family {fields['cpu family']} model {fields['model']}"] if "cpu family" in fields else []
+    if "cpu MHz" in fields:
+        details.append(f"{float(fields['cpu MHz']):.0f} MHz")
+    if "hypervisor" in fields.get("flags", "").split():
+        details.append("virtual machine")
+    return f"{name} ({', '.join(details)})" if details else name
 
 
 def _ram_bytes() -> int | None:
@@ -1109,11 +1116,6 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError, KeyError):
         package = json.loads((PROJECT_ROOT / "node_modules" / "azurite" / "package.json").read_text())
         versions["azurite"] = package["version"]
-    with contextlib.suppress(Exception):
-        from tools.local_stores import _find_weed
-
-        out = subprocess.run([_find_weed(), "version"], capture_output=True, text=True, timeout=10).stdout
-        versions["seaweedfs"] = out.strip().splitlines()[0] if out.strip() else None
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": _cpu_model(),
@@ -1130,6 +1132,16 @@ def machine_info() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # Reports
 # --------------------------------------------------------------------------------------------------
+
+_METHOD_DESCRIPTIONS = {
+    "pandas": "the project's pandas backend (Parquet), `serialize_value` then `deserialize_value`",
+    "floor": "the same Parquet bytes, encoded beforehand, put and got with the adapter's SDK client",
+    "csv": "the same backend with `XCOM_BACKEND_PANDAS_FORMAT=csv`, the tutorial's format",
+    "commonio": "Airflow's common.io `XComObjectStorageBackend` on an fsspec path of the same store "
+    "(threshold 0, so the frame always goes to the store; it stores Airflow's JSON encoding, in which "
+    "a DataFrame is Parquet written out as hex)",
+    "codec": "Parquet encode + decode as the backend does them, no store (a reference line)",
+}
 
 _METHOD_LABELS = {
     "pandas": "pandas backend (Parquet)",
@@ -1270,12 +1282,36 @@ def _seconds(timings: list[dict[str, Any]], store: str, method: str, frame: dict
     return "–" if entry is None else f"{entry['median_s']:.3f} s"
 
 
+def _stage_summary(stages: list[dict[str, Any]]) -> str:
+    """One sentence: how much of the round trip is encoding, checksums, and the store's transfer."""
+    t = {s["stage"]: s["median_s"] for s in stages}
+    codec = t.get("encode (Parquet)", 0.0) + t.get("decode (Parquet)", 0.0)
+    checksums = t.get("sha256 (push)", 0.0) + t.get("sha256 (pull)", 0.0)
+    adapter = t.get("store.put", 0.0) + t.get("store.get", 0.0)
+    floor = t.get("floor: SDK put", 0.0) + t.get("floor: SDK get", 0.0)
+    total = codec + checksums + adapter
+    if not total or not floor:
+        return ""
+    verdict = (
+        "the adapter adds little to the SDK, so the gap to the floor is mostly the codec's CPU time"
+        if adapter / floor <= 1.15
+        else "the adapter's transfer itself is slower than the bare SDK's"
+    )
+    return (
+        f"Parquet encoding and decoding take {codec:.3f} s ({codec / total:.0%} of the steps' sum), the "
+        f"two checksums {checksums:.3f} s ({checksums / total:.0%}); the adapter's put + get take "
+        f"{adapter:.3f} s against {floor:.3f} s for the bare SDK in the same loop "
+        f"({adapter / floor:.2f}×): {verdict}.\n"
+    )
+
+
 def render_profiles(result: dict[str, Any]) -> str:
     parts = []
     for p in result["profiles"]:
         where = f"{p['store']}, {p['rows']:,} rows" if p["rows"] else "in-process"
         parts.append(f"\n#### {p['target']} ({where})\n")
         if "stages" in p:
+            parts.append(_stage_summary(p["stages"]))
             parts.append("Each step of the pandas backend timed on its own (median):\n")
             parts.append(
                 _table(["step", "seconds"], [[s["stage"], f"{s['median_s']:.3f}"] for s in p["stages"]])
@@ -1315,8 +1351,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     ram = f"{m['ram_bytes'] / 2**30:.1f} GiB" if m.get("ram_bytes") else "unknown"
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
     load = " / ".join(f"{x:.2f}" for x in m["load_average_at_start"])
+    load_end = " / ".join(f"{x:.2f}" for x in m.get("load_average_at_end", [])) or "not recorded"
     c = result["config"]
-    methods = "\n".join(f"- **{k}**: {_METHOD_LABELS[k]}" for k in (*METHODS, "codec"))
+    methods = "\n".join(f"- **{k}**: {_METHOD_DESCRIPTIONS[k]}" for k in (*METHODS, "codec"))
     missed = [t for t in result["targets"] if t["status"] == "MISS"]
     return f"""# Benchmarks
 
@@ -1328,8 +1365,8 @@ Generated by `make bench` (`python -m tools.bench`) on {m["date"]}; the raw numb
 
 - CPU: {m["cpu"]}, {m["cores"]} cores ({m["cores_usable"]} usable), RAM {ram}
 - {m["os"]}, Python {m["python"]}
-- Load average when the run started: {load} (the machine is shared; methods are interleaved run by run
-  and ratios are taken between medians of this same run)
+- Load average (1/5/15 min) when the run started: {load}, when it ended: {load_end} (the machine is
+  shared; methods are interleaved run by run and ratios are taken between medians of this same run)
 - {versions}
 
 ## What is measured
@@ -1337,13 +1374,14 @@ Generated by `make bench` (`python -m tools.bench`) on {m["date"]}; the raw numb
 All stores are local servers on the loopback interface (`tools/local_stores.py`): S3 API and MinIO on
 SeaweedFS, GCS on fake-gcs-server, Azure Blob on Azurite. There is no network latency or bandwidth
 limit, so these numbers show the CPU cost of each path; against a cloud store over a real network the
-transfer takes a larger share and the ratios move towards 1.
+transfer takes a larger share and the ratios move towards 1. fake-gcs-server keeps objects in memory,
+which gives GCS the fastest floor and so the largest `pandas / floor` ratio.
 
 {methods}
 
 The frame has int64, float64, int32, string (pandas `str`), tz-aware datetime, category and bool
 columns with random values. A round trip is `serialize_value` (push) then `deserialize_value` (pull)
-of the result, exactly as Airflow calls them in a task; the object is purged afterwards, untimed.
+of the result, exactly as Airflow calls them in a task; the object is deleted afterwards, untimed.
 The floor puts and gets the same Parquet bytes with the adapter's SDK client (boto3, minio,
 google-cloud-storage, azure-storage-blob) at the SDK's defaults, so `pandas / floor` includes the
 Parquet encoding and decoding, the checksums and the backend's own work.
