@@ -39,7 +39,7 @@ from include.xcom_backend.errors import (
     XComStoreUnreachable,
 )
 from include.xcom_backend.reference import LOOKS_LIKE_REFERENCE, Reference, object_key
-from include.xcom_backend.settings import Settings
+from include.xcom_backend.settings import Settings, threshold_bytes
 from include.xcom_backend.stores import STORES, ObjectStore
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,15 @@ _CONTENT_TYPES = {
     ".parquet": "application/vnd.apache.parquet",
     ".csv": "text/csv",
 }
+
+
+_SMALL_SCALAR_BYTES = 32
+
+
+def _is_small_scalar(value: Any) -> bool:
+    """None, a bool, a float or an int of at most 30 digits: JSON of under 32 bytes."""
+    kind = type(value)
+    return kind is bool or kind is float or value is None or (kind is int and -(10**30) < value < 10**30)
 
 
 def _describe(dag_id: str | None, task_id: str | None, map_index: int | None, key: str | None) -> str:
@@ -78,6 +87,8 @@ class ObjectStoreXComBackend(BaseXCom):
         run_id: str | None = None,
         map_index: int | None = None,
     ) -> str:
+        if _is_small_scalar(value) and threshold_bytes() > _SMALL_SCALAR_BYTES:
+            return BaseXCom.serialize_value(value)  # flags and counts: the database, at Airflow's cost
         settings = Settings.from_env()
         codec = cls._codec_for(value, settings)
         try:
@@ -148,9 +159,11 @@ class ObjectStoreXComBackend(BaseXCom):
     @classmethod
     def deserialize_value(cls, result: Any) -> Any:  # type: ignore[override]
         raw = result.value
+        if not isinstance(raw, str):
+            return BaseXCom.deserialize_value(result)  # only strings can be references
         reference = Reference.parse(raw)
         if reference is None:
-            if isinstance(raw, str) and LOOKS_LIKE_REFERENCE.match(raw):
+            if LOOKS_LIKE_REFERENCE.match(raw):
                 # We never keep such strings in the DB ourselves: this is a reference we cannot
                 # resolve (e.g. written by the tutorial's backend), not data.
                 raise XComReferenceError(

@@ -37,6 +37,9 @@ def is_pandas_object(value: Any) -> bool:
     return isinstance(value, pd.DataFrame | pd.Series)
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def _check_json_value(value: Any) -> list[Any]:
     """Refuse what Airflow's serializer would silently change: non-string keys, its reserved keys,
     and Decimals it would round through a float. Returns the DataFrames found, to be verified."""
@@ -44,22 +47,29 @@ def _check_json_value(value: Any) -> list[Any]:
     stack = [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, decimal.Decimal):
-            exponent = item.as_tuple().exponent
-            if isinstance(exponent, int) and exponent < 0 and decimal.Decimal(str(float(item))) != item:
-                raise UnsupportedValue(f"Decimal {item} would lose digits through Airflow's float encoding")
+        kind = type(item)
+        # Exact-type tests first: plain leaves and containers are nearly every value, and cheap.
+        if kind in _LEAVES:
+            continue
+        if kind is list or kind is tuple:
+            stack.extend(item)
         elif isinstance(item, dict):
             for k, v in item.items():
-                if not isinstance(k, str):
+                if type(k) is not str and not isinstance(k, str):
                     raise UnsupportedValue(
                         f"dict key {k!r} of type {type(k).__name__} would come back as a string; "
                         "use string keys"
                     )
                 if k in _RESERVED_KEYS:
                     raise UnsupportedValue(f"dict key {k!r} is reserved by Airflow's serializer")
-                stack.append(v)
+                if type(v) not in _LEAVES:
+                    stack.append(v)
             if "__var" in item and "__type" in item:
                 raise UnsupportedValue("a dict with both '__var' and '__type' keys is Airflow's envelope")
+        elif isinstance(item, decimal.Decimal):
+            exponent = item.as_tuple().exponent
+            if isinstance(exponent, int) and exponent < 0 and decimal.Decimal(str(float(item))) != item:
+                raise UnsupportedValue(f"Decimal {item} would lose digits through Airflow's float encoding")
         elif isinstance(item, list | tuple | set | frozenset):
             stack.extend(item)
         elif is_pandas_object(item):
@@ -117,10 +127,14 @@ class JSONCodec:
         except (TypeError, ValueError, AttributeError, NotImplementedError) as exc:
             raise UnsupportedValue(str(exc)) from None
 
-    @staticmethod
-    def dumps(structure: Any) -> bytes:
+    # Built once: json.dumps with options builds a new encoder per call, which costs more than
+    # encoding a small value.
+    _encoder = json.JSONEncoder(separators=(",", ":"))
+
+    @classmethod
+    def dumps(cls, structure: Any) -> bytes:
         try:
-            return json.dumps(structure, separators=(",", ":")).encode("ascii")
+            return cls._encoder.encode(structure).encode("ascii")
         except RecursionError:
             raise UnsupportedValue("the value is nested too deeply for JSON") from None
 
