@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import uuid
-from collections import namedtuple
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,9 +19,10 @@ from include.xcom_backend import (
 )
 from include.xcom_backend.catalog import ALL_BACKENDS
 from include.xcom_backend.reference import Reference
-from include.xcom_backend.stores import STORES
 from include.xcom_backend.stores.base import ObjectStore
+from tests import xcom_calls
 from tests.catalogue import FRAMES, JSON_BACKEND_REFUSES, VALUES, assert_same
+from tests.xcom_calls import Row, load, pull, store_of
 
 pytestmark = pytest.mark.stores
 
@@ -31,36 +30,12 @@ pytestmark = pytest.mark.stores
 BACKENDS = {path: path.endswith("Pandas") for path in ALL_BACKENDS}
 PANDAS_BACKENDS = [path for path, pandas in BACKENDS.items() if pandas]
 
-# What Airflow hands to deserialize_value: an object with `.value`, the DB's JSON round trip.
-Row = namedtuple("Row", "value")
 RUN_ID = "manual__2026-11-21T12:00:00.123456+00:00"
 
 
-def load(path: str) -> type[ObjectStoreXComBackend]:
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
 def push(cls: type[ObjectStoreXComBackend], value: Any, **ids: Any) -> Any:
-    ids = {
-        "key": "return_value",
-        "task_id": "producer",
-        "dag_id": "contract",
-        "run_id": RUN_ID,
-        "map_index": -1,
-    } | ids
-    stored = cls.serialize_value(value, **ids)
-    return json.loads(json.dumps(stored))  # what the metadata DB gives back
-
-
-def pull(cls: type[ObjectStoreXComBackend], stored: Any) -> Any:
-    return cls.deserialize_value(Row(stored))
-
-
-def store_of(stored: str) -> tuple[ObjectStore, Reference]:
-    reference = Reference.parse(stored)
-    assert reference is not None, f"not a reference: {stored!r}"
-    return STORES[reference.scheme](reference.bucket), reference
+    # A real run id, with the `:` and `+` every key must survive.
+    return xcom_calls.push(cls, value, **({"dag_id": "contract", "run_id": RUN_ID} | ids))
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,6 @@ import base64
 import contextlib
 import functools
 import hashlib
-import importlib
 import json
 import os
 import re
@@ -26,7 +25,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections import namedtuple
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,7 +33,6 @@ from typing import Any, NamedTuple
 import pytest
 
 from include.xcom_backend import (
-    ObjectStoreXComBackend,
     XComAccessDenied,
     XComBucketNotFound,
     XComIntegrityError,
@@ -47,6 +44,7 @@ from include.xcom_backend.codecs import CODECS
 from include.xcom_backend.reference import Reference
 from include.xcom_backend.stores import STORES
 from include.xcom_backend.stores.base import ObjectStore
+from tests.xcom_calls import load, pull, push, store_of
 from tools.dagrun import DagTestResult, airflow_env, run_dag_test
 from tools.local_stores import AZURITE_ACCOUNT, AZURITE_KEY, LocalStores, unique_bucket_name
 
@@ -54,7 +52,6 @@ pytestmark = pytest.mark.stores
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_DAGS = REPO_ROOT / "tests" / "dags_for_tests"
-Row = namedtuple("Row", "value")  # what Airflow hands to deserialize_value
 
 
 class Kind(NamedTuple):
@@ -71,27 +68,6 @@ KINDS = {
 
 
 # --- shared helpers -------------------------------------------------------------------------------
-
-
-def load(path: str) -> type[ObjectStoreXComBackend]:
-    module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
-
-
-def push(cls: type[ObjectStoreXComBackend], value: Any, **ids: Any) -> Any:
-    ids = {"key": "return_value", "task_id": "producer", "dag_id": "faults", "run_id": "run_1"} | ids
-    stored = cls.serialize_value(value, map_index=ids.pop("map_index", -1), **ids)
-    return json.loads(json.dumps(stored))  # the metadata DB's round trip
-
-
-def pull(cls: type[ObjectStoreXComBackend], stored: Any) -> Any:
-    return cls.deserialize_value(Row(stored))
-
-
-def store_of(stored: str) -> tuple[ObjectStore, Reference]:
-    reference = Reference.parse(stored)
-    assert reference is not None, f"not a reference: {stored!r}"
-    return STORES[reference.scheme](reference.bucket), reference
 
 
 def copy_airflow_home(airflow_db: Any, target: Path) -> Path:
