@@ -24,7 +24,6 @@ from include.xcom_backend.codecs import (
     CODECS,
     COMPRESSION_SUFFIX,
     Codec,
-    CSVCodec,
     JSONCodec,
     ParquetCodec,
     UnsupportedValue,
@@ -33,6 +32,7 @@ from include.xcom_backend.codecs import (
     is_pandas_object,
 )
 from include.xcom_backend.errors import (
+    XComIntegrityError,
     XComObjectNotFound,
     XComReferenceError,
     XComStorageError,
@@ -144,7 +144,7 @@ class ObjectStoreXComBackend(BaseXCom):
     @classmethod
     def _codec_for(cls, value: Any, settings: Settings) -> Codec:
         if cls.pandas and is_pandas_object(value):
-            return CSVCodec() if settings.pandas_format == "csv" else CODECS[".parquet"]
+            return CODECS[".csv"] if settings.pandas_format == "csv" else CODECS[".parquet"]
         return CODECS[".json"]
 
     @staticmethod
@@ -179,8 +179,6 @@ class ObjectStoreXComBackend(BaseXCom):
         data = cls._fetch(reference)
         actual = hashlib.sha256(data).hexdigest()
         if actual != reference.sha256:
-            from include.xcom_backend.errors import XComIntegrityError
-
             raise XComIntegrityError(str(reference), reference.sha256, actual)
         codec_ext, _, compression = reference.extension.partition(".")[2].partition(".")
         if compression:
