@@ -46,6 +46,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from tools.local_stores import patched_env
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -187,25 +189,6 @@ def small_dict(target_bytes: int = 1024) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # Environment
 # --------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def patched_env(**values: str | None) -> Iterator[None]:
-    """Set (or, with None, remove) environment variables for the block, then restore them."""
-    saved = {key: os.environ.get(key) for key in values}
-    for key, value in values.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 @contextlib.contextmanager

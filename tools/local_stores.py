@@ -840,6 +840,25 @@ def _conn_env_var(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
+@contextlib.contextmanager
+def patched_env(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, remove) environment variables for the block, then restore exactly those."""
+    saved = {key: os.environ.get(key) for key in values}
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
 class LocalStores:
     """SeaweedFS, Azurite and fake-gcs-server together, started in parallel.
 
@@ -919,16 +938,8 @@ class LocalStores:
     def environment(self) -> Iterator[dict[str, str]]:
         """Set ``env()`` in ``os.environ`` for the block, then restore exactly those variables."""
         values = self.env()
-        saved = {key: os.environ.get(key) for key in values}
-        os.environ.update(values)
-        try:
+        with patched_env(**values):
             yield values
-        finally:
-            for key, old in saved.items():
-                if old is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = old
 
     def create_bucket(self, kind: str, name: str) -> None:
         self.store(kind).create_bucket(name)

@@ -211,10 +211,10 @@ class ParquetCodec:
 
         table = pq.read_table(pa.BufferReader(data))
         meta = json.loads((table.schema.metadata or {}).get(self._META, b"{}"))
-        # pyarrow turns object columns into `str` or numpy arrays; keep the Python objects to rebuild
-        # them, before the conversion below frees the table's memory column by column.
+        # pyarrow turns object columns into `str` or numpy arrays; rebuild the Python objects.
+        # (No `self_destruct`: pyarrow calls it experimental, and it crashed a benchmark process.)
         objects = {i: table.column(i).to_pylist() for i in meta.get("object_columns", [])}
-        frame = table.to_pandas(self_destruct=True, split_blocks=True)
+        frame = table.to_pandas(split_blocks=True)
         del table
         for position, values in objects.items():
             frame.isetitem(position, pd.Series(values, index=frame.index, dtype=object))
