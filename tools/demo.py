@@ -78,6 +78,18 @@ def prepare_home(
     """A migrated Airflow home with airflow_settings.yaml loaded, the way `astro dev start` loads it."""
     env = airflow_env(home, connections=connections, extra=env_extra)
     migrate_db(env)
+    # Parse dags/ into the DB once, as a scheduler would have: a first `airflow dags test` in a home
+    # with no DAG rows inserts every DAG of the folder and can trip over its own insert on SQLite
+    # ("UNIQUE constraint failed: dag.dag_id"), seen once in CI.
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "reserialize"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     subprocess.run(
         [
             sys.executable,
