@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,26 @@ from tools.local_stores import LocalStores
 
 pytestmark = pytest.mark.stores
 
+ROOT = Path(__file__).resolve().parent.parent
+
 REQUIRED_METHODS = ("pandas", "floor", "csv")
 
 
 @pytest.fixture(scope="module")
-def quick_result(local_stores: LocalStores) -> dict[str, Any]:
-    config = bench.parse_args(["--quick"]).config
-    return bench.run(config, local_stores)
+def quick_result(local_stores: LocalStores, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    # `make bench` as a child process, reading back its bench.json. Twice in ~8 runs the benchmark's
+    # memory pass died of a segfault in a native thread (common.io's gcsfs/adlfs event loops run beside
+    # tracemalloc); in-process that killed the whole test session. The root cause is not found yet, so
+    # a death by signal is retried once and reported; any other failure fails at once.
+    out = tmp_path_factory.mktemp("bench")
+    command = [sys.executable, "-m", "tools.bench", "--quick", "--out-dir", str(out)]
+    for attempt in (1, 2):
+        proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+        if proc.returncode >= 0 or attempt == 2:
+            break
+        print(f"tools.bench died of signal {-proc.returncode}; retrying once:\n{proc.stderr[-2000:]}")
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return json.loads((out / "bench.json").read_text())
 
 
 def _entry(result: dict[str, Any], store: str, method: str, rows: int) -> dict[str, Any] | None:
