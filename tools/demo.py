@@ -72,6 +72,19 @@ def _parse(references: Iterable[str]) -> list:
     return [r for r in map(Reference.parse, references) if r is not None]
 
 
+def _run_module(env: Mapping[str, str], module: str, *args: str) -> None:
+    """`python -m module args` in the project with `env`; raises with the output if it fails."""
+    subprocess.run(
+        [sys.executable, "-m", module, *args],
+        env=dict(env),
+        cwd=PROJECT_ROOT,
+        check=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 def prepare_home(
     home: Path, env_extra: Mapping[str, str], connections: Mapping[str, object]
 ) -> dict[str, str]:
@@ -81,30 +94,8 @@ def prepare_home(
     # Parse dags/ into the DB once, as a scheduler would have: a first `airflow dags test` in a home
     # with no DAG rows inserts every DAG of the folder and can trip over its own insert on SQLite
     # ("UNIQUE constraint failed: dag.dag_id"), seen once in CI.
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "reserialize"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        check=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tools.airflow_settings",
-            "--file",
-            str(PROJECT_ROOT / "airflow_settings.yaml"),
-        ],
-        env=env,
-        cwd=PROJECT_ROOT,
-        check=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    _run_module(env, "airflow", "dags", "reserialize")
+    _run_module(env, "tools.airflow_settings", "--file", str(PROJECT_ROOT / "airflow_settings.yaml"))
     return env
 
 
