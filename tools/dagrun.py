@@ -111,8 +111,15 @@ def migrate_db(env: Mapping[str, str], *, timeout: float = 300) -> float:
     Raises ``subprocess.CalledProcessError`` (with the output) if the migration fails.
     """
     started = time.monotonic()
+    run_module(env, "airflow", "db", "migrate", timeout=timeout)
+    return time.monotonic() - started
+
+
+def run_module(env: Mapping[str, str], module: str, *args: str, timeout: float = 300) -> None:
+    """`python -m module args` in the project with ``env``; raises ``CalledProcessError`` (with the
+    output) if it fails."""
     subprocess.run(
-        _airflow("db", "migrate"),
+        (sys.executable, "-m", module, *args),
         env=dict(env),
         cwd=PROJECT_ROOT,
         check=True,
@@ -121,7 +128,6 @@ def migrate_db(env: Mapping[str, str], *, timeout: float = 300) -> float:
         text=True,
         timeout=timeout,
     )
-    return time.monotonic() - started
 
 
 def run_dag_test(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.xcom_backend.catalog import TUTORIAL_BACKENDS
-from tools.dagrun import PROJECT_ROOT, DagTestResult, airflow_env, migrate_db, run_dag_test
+from tools.dagrun import PROJECT_ROOT, DagTestResult, airflow_env, migrate_db, run_dag_test, run_module
 
 BACKENDS = list(TUTORIAL_BACKENDS)
 DAGS = {
@@ -72,19 +71,6 @@ def _parse(references: Iterable[str]) -> list:
     return [r for r in map(Reference.parse, references) if r is not None]
 
 
-def _run_module(env: Mapping[str, str], module: str, *args: str) -> None:
-    """`python -m module args` in the project with `env`; raises with the output if it fails."""
-    subprocess.run(
-        [sys.executable, "-m", module, *args],
-        env=dict(env),
-        cwd=PROJECT_ROOT,
-        check=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def prepare_home(
     home: Path, env_extra: Mapping[str, str], connections: Mapping[str, object]
 ) -> dict[str, str]:
@@ -94,8 +80,8 @@ def prepare_home(
     # Parse dags/ into the DB once, as a scheduler would have: a first `airflow dags test` in a home
     # with no DAG rows inserts every DAG of the folder and can trip over its own insert on SQLite
     # ("UNIQUE constraint failed: dag.dag_id"), seen once in CI.
-    _run_module(env, "airflow", "dags", "reserialize")
-    _run_module(env, "tools.airflow_settings", "--file", str(PROJECT_ROOT / "airflow_settings.yaml"))
+    run_module(env, "airflow", "dags", "reserialize")
+    run_module(env, "tools.airflow_settings", "--file", str(PROJECT_ROOT / "airflow_settings.yaml"))
     return env
 
 
