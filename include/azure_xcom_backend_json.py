@@ -6,8 +6,7 @@ Select it with (settings: .env.example):
 """
 
 from include.xcom_backend import ObjectStoreXComBackend
-from include.xcom_backend.stores import WasbStore
 
 
 class WasbXComBackendJSON(ObjectStoreXComBackend):
-    stores = (WasbStore.from_env,)
+    stores = ("wasb",)

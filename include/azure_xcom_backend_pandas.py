@@ -6,9 +6,8 @@ Select it with (settings: .env.example):
 """
 
 from include.xcom_backend import ObjectStoreXComBackend
-from include.xcom_backend.stores import WasbStore
 
 
 class WasbXComBackendPandas(ObjectStoreXComBackend):
-    stores = (WasbStore.from_env,)
+    stores = ("wasb",)
     pandas = True

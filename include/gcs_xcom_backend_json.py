@@ -6,8 +6,7 @@ Select it with (settings: .env.example):
 """
 
 from include.xcom_backend import ObjectStoreXComBackend
-from include.xcom_backend.stores import GCSStore
 
 
 class GCSXComBackendJSON(ObjectStoreXComBackend):
-    stores = (GCSStore.from_env,)
+    stores = ("gcs",)

@@ -6,9 +6,8 @@ Select it with (settings: .env.example):
 """
 
 from include.xcom_backend import ObjectStoreXComBackend
-from include.xcom_backend.stores import GCSStore
 
 
 class GCSXComBackendPandas(ObjectStoreXComBackend):
-    stores = (GCSStore.from_env,)
+    stores = ("gcs",)
     pandas = True

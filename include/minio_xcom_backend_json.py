@@ -6,8 +6,7 @@ Select it with (settings: .env.example):
 """
 
 from include.xcom_backend import ObjectStoreXComBackend
-from include.xcom_backend.stores import MinIOStore
 
 
 class MinIOXComBackendJSON(ObjectStoreXComBackend):
-    stores = (MinIOStore.from_env,)
+    stores = ("minio",)

@@ -6,9 +6,8 @@ Select it with (settings: .env.example):
 """
 
 from include.xcom_backend import ObjectStoreXComBackend
-from include.xcom_backend.stores import MinIOStore
 
 
 class MinIOXComBackendPandas(ObjectStoreXComBackend):
-    stores = (MinIOStore.from_env,)
+    stores = ("minio",)
     pandas = True

@@ -8,8 +8,7 @@ A push succeeds only when both copies are written; a failed second copy removes 
 """
 
 from include.xcom_backend import ObjectStoreXComBackend
-from include.xcom_backend.stores import GCSStore, S3Store
 
 
 class S3GCSMirrorXComBackendJSON(ObjectStoreXComBackend):
-    stores = (S3Store.from_env, GCSStore.from_env)
+    stores = ("s3", "gcs")

@@ -6,9 +6,8 @@ Select it with (settings: .env.example):
 """
 
 from include.xcom_backend import ObjectStoreXComBackend
-from include.xcom_backend.stores import S3Store
 
 
 class S3XComBackendPandas(ObjectStoreXComBackend):
-    stores = (S3Store.from_env,)
+    stores = ("s3",)
     pandas = True

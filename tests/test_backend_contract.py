@@ -19,6 +19,7 @@ from include.xcom_backend import (
 )
 from include.xcom_backend.catalog import ALL_BACKENDS
 from include.xcom_backend.reference import Reference
+from include.xcom_backend.registry import open_store
 from include.xcom_backend.stores.base import ObjectStore
 from tests import xcom_calls
 from tests.catalogue import FRAMES, JSON_BACKEND_REFUSES, VALUES, assert_same
@@ -92,9 +93,9 @@ def test_reference_names_store_bucket_and_a_safe_key(path):
     cls = load(path)
     stored = push(cls, {"a": 1}, task_id="my.task", key="../../escape", map_index=3)
     store, reference = store_of(stored)
-    expected_scheme = cls.stores[0]().scheme
+    expected_scheme = cls.stores[0]
     assert stored.startswith(f"xcom_{expected_scheme}://")
-    assert reference.bucket == cls.stores[0]().bucket
+    assert reference.bucket == open_store(cls.stores[0]).bucket
     segments = reference.key.split("/")
     assert ".." not in segments and "." not in segments and "" not in segments
     assert "contract" in segments and "my.task" in segments and "3" in segments
@@ -119,7 +120,7 @@ def test_missing_object_raises_naming_reference_and_bucket(path):
     cls = load(path)
     stored = push(cls, {"gone": True})
     store, reference = store_of(stored)
-    for target in [store] + [f() for f in cls.stores[1:]]:
+    for target in [store] + [open_store(scheme) for scheme in cls.stores[1:]]:
         target.delete(reference.key)  # deleted out of band, on every copy
     with pytest.raises(XComObjectNotFound) as info:
         pull(cls, stored)

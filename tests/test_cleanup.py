@@ -173,7 +173,7 @@ def test_grace_longer_than_retention_is_refused(new_bucket, monkeypatch):
 def test_the_configured_backend_names_the_stores_to_clean():
     for path in KINDS.values():
         stores = configured_stores(path.backend)
-        assert [s.scheme for s in stores] == [load(path.backend).stores[0]().scheme]
+        assert [s.scheme for s in stores] == [load(path.backend).stores[0]]
     mirror = configured_stores("include.mirror_xcom_backend.S3GCSMirrorXComBackendJSON")
     assert [s.scheme for s in mirror] == ["s3", "gcs"]
     for other in ("", "airflow.sdk.bases.xcom.BaseXCom"):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from airflow.sdk.bases.xcom import BaseXCom
@@ -39,8 +38,9 @@ from include.xcom_backend.errors import (
     XComStoreUnreachable,
 )
 from include.xcom_backend.reference import LOOKS_LIKE_REFERENCE, Reference, object_key
+from include.xcom_backend.registry import open_store
 from include.xcom_backend.settings import Settings, threshold_bytes
-from include.xcom_backend.stores import STORES, ObjectStore
+from include.xcom_backend.stores.base import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,12 @@ def _describe(dag_id: str | None, task_id: str | None, map_index: int | None, ke
 class ObjectStoreXComBackend(BaseXCom):
     """Stores XCom values as objects; subclasses only say which store(s) and whether pandas is on.
 
-    `stores`: factories of the stores to write to; reads use the store named by the reference, and
-    fall back to the others in order (a mirror). `pandas`: DataFrames and Series go to Parquet (or CSV).
+    `stores`: the schemes (rows of registry.TABLE) to write to, in order; reads use the store named
+    by the reference, and fall back to the others (a mirror). `pandas`: DataFrames and Series go to
+    Parquet (or CSV).
     """
 
-    stores: ClassVar[tuple[Callable[[], ObjectStore], ...]] = ()
+    stores: ClassVar[tuple[str, ...]] = ()
     pandas: ClassVar[bool] = False
 
     # --- push -----------------------------------------------------------------------------------
@@ -187,7 +188,7 @@ class ObjectStoreXComBackend(BaseXCom):
 
     @classmethod
     def _fetch(cls, reference: Reference) -> bytes:
-        candidates = [STORES[reference.scheme](reference.bucket)]
+        candidates = [open_store(reference.scheme, reference.bucket)]
         candidates += [s for s in cls._write_stores()[1:] if s.scheme != reference.scheme]
         last_error: XComStorageError | None = None
         for store in candidates:
@@ -200,7 +201,7 @@ class ObjectStoreXComBackend(BaseXCom):
 
     @staticmethod
     def _get_with_retries(store: ObjectStore, reference: Reference) -> bytes:
-        attempts = Settings.from_env().read_attempts
+        attempts = Settings.from_env().attempts
         for attempt in range(1, attempts + 1):
             try:
                 return store.get(reference.key)
@@ -226,7 +227,7 @@ class ObjectStoreXComBackend(BaseXCom):
         reference = Reference.parse(getattr(xcom, "value", None))
         if reference is None:
             return
-        targets = [STORES[reference.scheme](reference.bucket)]
+        targets = [open_store(reference.scheme, reference.bucket)]
         targets += [s for s in cls._write_stores()[1:] if s.scheme != reference.scheme]
         for store in targets:
             cls._delete_quietly(store, reference.key)
@@ -242,4 +243,4 @@ class ObjectStoreXComBackend(BaseXCom):
     def _write_stores(cls) -> list[ObjectStore]:
         if not cls.stores:
             raise TypeError(f"{cls.__name__} names no store; set `stores` on the class")
-        return [factory() for factory in cls.stores]
+        return [open_store(scheme) for scheme in cls.stores]

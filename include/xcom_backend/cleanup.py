@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from include.xcom_backend.errors import XComStorageError
 from include.xcom_backend.reference import Reference, encode_component
+from include.xcom_backend.registry import open_store
 from include.xcom_backend.settings import Settings
 from include.xcom_backend.stores.base import ObjectStore, StoredObject
 
@@ -287,7 +288,7 @@ def configured_stores(backend: str | None = None) -> list[ObjectStore]:
             f"the configured XCom backend {backend or '(Airflow default)'!r} is not one of this project's "
             "object-store backends; it keeps no objects to clean"
         )
-    return [factory() for factory in cls.stores]
+    return [open_store(scheme) for scheme in cls.stores]
 
 
 def sdk_reference_lookup() -> ReferenceLookup:

@@ -12,8 +12,10 @@ import re
 import uuid
 from dataclasses import dataclass
 
-# One prefix per store; the tutorial's names, so references written by it stay recognisable.
-SCHEMES = ("s3", "gcs", "wasb", "minio")
+from include.xcom_backend.registry import TABLE
+
+# One prefix per store, from the store table; the tutorial's names, so its references stay recognisable.
+SCHEMES = tuple(TABLE)
 
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _MAX_COMPONENT = 180  # keeps the whole key well under S3's and GCS's 1,024-byte limit

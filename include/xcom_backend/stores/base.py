@@ -45,6 +45,12 @@ class ObjectStore(ABC):
         self.connection = connection
 
     # --- what each cloud implements -------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def configured(cls, bucket: str | None = None) -> ObjectStore:
+        """The shared instance for ``bucket`` (the configured bucket when None), from the settings
+        its row of registry.TABLE declares."""
+
     @property
     @abstractmethod
     def endpoint(self) -> str: ...

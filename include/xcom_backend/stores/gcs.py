@@ -6,7 +6,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from include.xcom_backend.settings import env
+from include.xcom_backend.registry import row
+from include.xcom_backend.settings import value
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
 
 
@@ -37,11 +38,9 @@ class GCSStore(ObjectStore):
         self._hook = LazyClient()
 
     @classmethod
-    def from_env(cls, bucket: str | None = None) -> GCSStore:
-        return cls.shared(
-            bucket or env("XCOM_BACKEND_GCS_BUCKET", "gcs-xcom-backend-example"),
-            env("XCOM_BACKEND_GCS_CONN_ID", "gcs_xcom_backend_conn"),
-        )
+    def configured(cls, bucket: str | None = None) -> GCSStore:
+        options = row(cls.scheme).options
+        return cls.shared(bucket or value(options["bucket"]), value(options["conn_id"]))
 
     @property
     def hook(self) -> Any:

@@ -7,7 +7,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from include.xcom_backend.settings import env
+from include.xcom_backend.registry import row
+from include.xcom_backend.settings import env, value
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject"}
@@ -25,12 +26,12 @@ class MinIOStore(ObjectStore):
         self._client = LazyClient()
 
     @classmethod
-    def from_env(cls, bucket: str | None = None) -> MinIOStore:
+    def configured(cls, bucket: str | None = None) -> MinIOStore:
         endpoint = os.environ.get("MINIO_IP", "").strip()
         if not endpoint:
             raise ValueError("MINIO_IP is not set: give the MinIO (S3 API) server as host:port, e.g. in .env")
         secure = env("MINIO_SECURE", "false").lower() in ("1", "true", "yes")
-        return cls.shared(bucket or env("XCOM_BACKEND_MINIO_BUCKET", "custom-xcom-backend"), endpoint, secure)
+        return cls.shared(bucket or value(row(cls.scheme).bucket_option), endpoint, secure)
 
     @property
     def client(self) -> Any:

@@ -6,7 +6,8 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from include.xcom_backend.settings import env
+from include.xcom_backend.registry import row
+from include.xcom_backend.settings import value
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
 
 _SINGLE_PUT_LIMIT = 64 * 1024 * 1024  # above this, parallel multipart upload is faster
@@ -45,11 +46,9 @@ class S3Store(ObjectStore):
         self._client = LazyClient()
 
     @classmethod
-    def from_env(cls, bucket: str | None = None) -> S3Store:
-        return cls.shared(
-            bucket or env("XCOM_BACKEND_S3_BUCKET", "s3-xcom-backend-example"),
-            env("XCOM_BACKEND_S3_CONN_ID", "s3_xcom_backend_conn"),
-        )
+    def configured(cls, bucket: str | None = None) -> S3Store:
+        options = row(cls.scheme).options
+        return cls.shared(bucket or value(options["bucket"]), value(options["conn_id"]))
 
     @property
     def client(self) -> Any:

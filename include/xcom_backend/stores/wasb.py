@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from include.xcom_backend.settings import env
+from include.xcom_backend.registry import row
+from include.xcom_backend.settings import value
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
 
 # The SDK retries a dead endpoint with back-offs of 15 s and more; the backend retries reads itself
@@ -22,11 +23,9 @@ class WasbStore(ObjectStore):
         self._hook = LazyClient()
 
     @classmethod
-    def from_env(cls, bucket: str | None = None) -> WasbStore:
-        return cls.shared(
-            bucket or env("XCOM_BACKEND_AZURE_CONTAINER", "custom-xcom-backend"),
-            env("XCOM_BACKEND_AZURE_CONN_ID", "azure_xcom_backend_conn"),
-        )
+    def configured(cls, bucket: str | None = None) -> WasbStore:
+        options = row(cls.scheme).options
+        return cls.shared(bucket or value(options["bucket"]), value(options["conn_id"]))
 
     @property
     def hook(self) -> Any:
