@@ -40,7 +40,7 @@ from typing import Any, TypeVar  # noqa: E402
 
 import pytest  # noqa: E402
 
-from tools.local_stores import LocalStores, StoreStartError, unique_bucket_name  # noqa: E402
+from tools.servers import LocalServers, ServerStartError, unique_bucket_name  # noqa: E402
 
 T = TypeVar("T")
 
@@ -72,10 +72,10 @@ def _report(config: pytest.Config, text: str) -> None:
 
 
 def start_or_skip(start: Callable[[], T], config: pytest.Config) -> T:
-    """Run ``start``; on ``StoreStartError`` skip the test, or fail it where stores are required."""
+    """Run ``start``; on ``ServerStartError`` skip the test, or fail it where stores are required."""
     try:
         return start()
-    except StoreStartError as exc:
+    except ServerStartError as exc:
         error = exc
     # Outside the except block, so the report is not cluttered with "during handling of ..." chains.
     if stores_required():
@@ -87,13 +87,13 @@ def start_or_skip(start: Callable[[], T], config: pytest.Config) -> T:
 @pytest.fixture(scope="session")
 def local_stores(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[LocalStores]:
-    """SeaweedFS (S3 and MinIO), Azurite and fake-gcs-server, started once for the whole session.
+) -> Iterator[LocalServers]:
+    """The servers of every store in the store table, started once for the whole session.
 
-    Their connection variables (``LocalStores.env()``) are in ``os.environ`` while it is active and
+    Their connection variables (``LocalServers.env()``) are in ``os.environ`` while it is active and
     the default buckets exist. Tests that need isolation take a bucket from ``new_bucket``.
     """
-    stores = LocalStores(tmp_path_factory.mktemp("local-stores"))
+    stores = LocalServers(tmp_path_factory.mktemp("local-stores"))
     start_or_skip(stores.start, request.config)
     try:
         stores.create_default_buckets()
@@ -104,17 +104,17 @@ def local_stores(
 
 
 @pytest.fixture(scope="session")
-def seaweedfs(local_stores: LocalStores) -> Any:
+def seaweedfs(local_stores: LocalServers) -> Any:
     return local_stores.seaweedfs
 
 
 @pytest.fixture(scope="session")
-def azurite(local_stores: LocalStores) -> Any:
+def azurite(local_stores: LocalServers) -> Any:
     return local_stores.azurite
 
 
 @pytest.fixture(scope="session")
-def fake_gcs(local_stores: LocalStores) -> Any:
+def fake_gcs(local_stores: LocalServers) -> Any:
     return local_stores.fake_gcs
 
 
@@ -125,31 +125,33 @@ def bucket_name() -> str:
 
 
 @pytest.fixture
-def new_bucket(local_stores: LocalStores) -> Iterator[Callable[..., str]]:
-    """Factory: ``new_bucket("s3" | "minio" | "gcs" | "azure")`` creates a fresh bucket and returns its
-    name; it is deleted with its contents after the test."""
+def new_bucket(local_stores: LocalServers) -> Iterator[Callable[..., str]]:
+    """Factory: ``new_bucket(scheme)`` ("s3", "gcs", "wasb", "minio": a store with a local server)
+    creates a fresh bucket and returns its name; it is deleted with its contents after the test."""
     created: list[tuple[str, str]] = []
 
-    def make(kind: str, prefix: str = "t") -> str:
+    def make(scheme: str, prefix: str = "t") -> str:
         name = unique_bucket_name(prefix)
-        local_stores.create_bucket(kind, name)
-        created.append((kind, name))
+        local_stores.create_bucket(scheme, name)
+        created.append((scheme, name))
         return name
 
     yield make
-    for kind, name in reversed(created):
+    for scheme, name in reversed(created):
         # The test may have deleted it already; the data dir goes away with the session anyway.
         with contextlib.suppress(Exception):
-            local_stores.delete_bucket_recursive(kind, name)
+            local_stores.delete_bucket_recursive(scheme, name)
 
 
 @pytest.fixture
-def start_local_stores(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[[], LocalStores]]:
+def start_local_stores(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], LocalServers]]:
     """Factory for an extra, private set of servers (e.g. to test stopping them); stopped after the test."""
-    started: list[LocalStores] = []
+    started: list[LocalServers] = []
 
-    def start() -> LocalStores:
-        stores = LocalStores(tmp_path / f"stores-{len(started)}")
+    def start() -> LocalServers:
+        stores = LocalServers(tmp_path / f"stores-{len(started)}")
         start_or_skip(stores.start, request.config)
         started.append(stores)
         return stores

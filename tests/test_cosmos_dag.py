@@ -19,10 +19,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from include.xcom_backend.registry import TABLE
 from tests.conftest import AirflowDb, stores_required
 from tools.dagrun import DagTestResult, airflow_env, run_dag_test
-from tools.local_stores import MINIO_BUCKET, LocalStores
 from tools.pokeapi_standin import DEFAULT_DATA_DIR, PokeApiStandin
+from tools.servers import LocalServers
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAG_ID = "pokemon_dbt_cosmos_dag"
@@ -75,7 +76,7 @@ class CosmosRun:
 
 @pytest.fixture(scope="module")
 def cosmos_run(
-    tmp_path_factory: pytest.TempPathFactory, local_stores: LocalStores, airflow_db: AirflowDb
+    tmp_path_factory: pytest.TempPathFactory, local_stores: LocalServers, airflow_db: AirflowDb
 ) -> Iterator[CosmosRun]:
     require_dbt()
     duckdb_file = tmp_path_factory.mktemp("cosmos") / "warehouse" / "pokemon.duckdb"
@@ -92,7 +93,9 @@ def cosmos_run(
             },
         )
         result = run_dag_test(DAG_ID, env, dag_file=DAG_FILE, timeout=420)
-    listing = local_stores.seaweedfs.client().list_objects_v2(Bucket=MINIO_BUCKET, Prefix=f"xcom/{DAG_ID}/")
+    listing = local_stores.seaweedfs.client().list_objects_v2(
+        Bucket=TABLE["minio"].default_bucket, Prefix=f"xcom/{DAG_ID}/"
+    )
     yield CosmosRun(result, duckdb_file, [obj["Key"] for obj in listing.get("Contents", [])])
 
 

@@ -46,7 +46,9 @@ from include.xcom_backend.stores import STORES
 from include.xcom_backend.stores.base import ObjectStore
 from tests.xcom_calls import load, pull, push, store_of
 from tools.dagrun import DagTestResult, airflow_env, run_dag_test
-from tools.local_stores import AZURITE_ACCOUNT, AZURITE_KEY, LocalStores, unique_bucket_name
+from tools.servers import LocalServers, unique_bucket_name
+from tools.servers.azurite import ACCOUNT as AZURITE_ACCOUNT
+from tools.servers.azurite import ACCOUNT_KEY as AZURITE_KEY
 
 pytestmark = pytest.mark.stores
 
@@ -80,7 +82,7 @@ def copy_airflow_home(airflow_db: Any, target: Path) -> Path:
 
 def dag_env(
     home: Path,
-    local_stores: LocalStores,
+    local_stores: LocalServers,
     *,
     backend: str,
     extra: Mapping[str, str] | None = None,
@@ -135,7 +137,7 @@ def closed_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
-def dead_endpoint_env(kind: str, port: int, local_stores: LocalStores) -> dict[str, str]:
+def dead_endpoint_env(kind: str, port: int, local_stores: LocalServers) -> dict[str, str]:
     """The variables that point one store's backend at ``port`` with otherwise valid settings."""
     url = f"http://127.0.0.1:{port}"
     if kind == "s3":
@@ -158,7 +160,7 @@ def dead_endpoint_env(kind: str, port: int, local_stores: LocalStores) -> dict[s
 
 
 @pytest.fixture(autouse=True)
-def _fresh_clients(local_stores: LocalStores, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fresh_clients(local_stores: LocalServers, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("XCOM_BACKEND_KEY_PREFIX", "xcom")
     for name in (
         "XCOM_BACKEND_THRESHOLD_BYTES",
@@ -172,7 +174,7 @@ def _fresh_clients(local_stores: LocalStores, monkeypatch: pytest.MonkeyPatch) -
 
 
 def use_new_bucket(kind: str, new_bucket: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
-    bucket = new_bucket(kind)
+    bucket = new_bucket(store_scheme(kind))
     monkeypatch.setenv(KINDS[kind].bucket_var, bucket)
     ObjectStore._instances.clear()
     return load(KINDS[kind].backend), bucket
@@ -216,7 +218,7 @@ def test_corrupted_deleted_and_missing_bucket_are_distinct_errors(kind, new_buck
     assert len({type(corrupted), type(deleted), type(no_bucket)}) == 3
 
 
-def wrong_credentials_env(kind: str, local_stores: LocalStores) -> dict[str, str]:
+def wrong_credentials_env(kind: str, local_stores: LocalServers) -> dict[str, str]:
     if kind == "s3":
         conn = local_stores.seaweedfs.airflow_connection() | {"password": "wrong-secret-Zq81"}
         return {"AIRFLOW_CONN_S3_XCOM_BACKEND_CONN": json.dumps(conn)}

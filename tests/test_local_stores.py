@@ -17,18 +17,15 @@ from pathlib import Path
 
 import pytest
 
+from include.xcom_backend.registry import TABLE
 from tests.conftest import stores_required
-from tools.local_stores import (
-    AZURE_CONN_ID,
-    GCS_CONN_ID,
-    S3_CONN_ID,
-    LocalStores,
-    unique_bucket_name,
-)
+from tools.servers import SERVERS, LocalServers, ServerStartError, connection_env_var, unique_bucket_name
+from tools.servers.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.stores
 
 KEY = "dag_id/run_id/task_id/return_value.json"
+S3_CONN_ID, GCS_CONN_ID, AZURE_CONN_ID = (TABLE[s].options["conn_id"].default for s in ("s3", "gcs", "wasb"))
 
 
 def payload() -> bytes:
@@ -55,10 +52,26 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_servers_are_up_and_env_points_at_them(local_stores: LocalStores) -> None:
+def test_every_store_server_is_registered_and_running(local_stores: LocalServers) -> None:
+    named = {row.server for row in TABLE.values() if row.server}
+    assert named <= set(SERVERS)
+    assert set(local_stores.servers) == named
+    assert all(server.is_running() for server in local_stores.servers.values())
+    assert len({server.port for server in local_stores.servers.values()}) == len(named)
+
+
+def test_env_gives_each_row_its_connection_and_variables(local_stores: LocalServers) -> None:
     env = local_stores.env()
-    assert all(server.is_running() for server in local_stores.servers)
-    assert len({server.port for server in local_stores.servers}) == 3
+    for row in local_stores.rows():
+        expected = set(row.environment)
+        if "conn_id" in row.options:
+            expected.add(connection_env_var(row.options["conn_id"].default))
+        assert expected <= set(env), row.scheme
+        assert set(local_stores.store_env(row.scheme)) == expected
+
+
+def test_env_points_at_the_servers(local_stores: LocalServers) -> None:
+    env = local_stores.env()
     for name, value in env.items():
         assert os.environ[name] == value
     s3 = json.loads(env[f"AIRFLOW_CONN_{S3_CONN_ID.upper()}"])
@@ -69,11 +82,19 @@ def test_servers_are_up_and_env_points_at_them(local_stores: LocalStores) -> Non
     assert local_stores.azurite.blob_endpoint in azure["extra"]["connection_string"]
 
 
-def test_default_buckets_exist(local_stores: LocalStores) -> None:
+def test_default_buckets_exist(local_stores: LocalServers) -> None:
     s3_names = {b["Name"] for b in local_stores.seaweedfs.client().list_buckets()["Buckets"]}
-    assert {"s3-xcom-backend-example", "custom-xcom-backend"} <= s3_names
-    assert local_stores.fake_gcs.client().bucket("gcs-xcom-backend-example").exists()
-    assert local_stores.azurite.client().get_container_client("custom-xcom-backend").exists()
+    assert {TABLE["s3"].default_bucket, TABLE["minio"].default_bucket} <= s3_names
+    assert local_stores.fake_gcs.client().bucket(TABLE["gcs"].default_bucket).exists()
+    assert local_stores.azurite.client().get_container_client(TABLE["wasb"].default_bucket).exists()
+
+
+def test_a_store_without_a_server_is_named_in_the_error(local_stores: LocalServers) -> None:
+    for scheme in [row.scheme for row in TABLE.values() if row.server is None]:
+        with pytest.raises(ValueError, match=f"{scheme!r} needs no local server"):
+            local_stores.server_for(scheme)
+    with pytest.raises(ValueError, match="unknown XCom store 'dropbox'"):
+        local_stores.server_for("dropbox")
 
 
 def test_unique_bucket_names_are_valid_everywhere() -> None:
@@ -201,7 +222,7 @@ def test_minio_sdk_missing_key_and_bucket(new_bucket, bucket_name: str) -> None:
     client.remove_object(bucket, "missing")  # no error, as on AWS and MinIO
 
 
-def test_minio_sdk_wrong_secret_is_rejected(local_stores: LocalStores) -> None:
+def test_minio_sdk_wrong_secret_is_rejected(local_stores: LocalServers) -> None:
     from minio.error import S3Error
 
     with pytest.raises(S3Error) as err:
@@ -251,7 +272,7 @@ def test_gcshook_missing_object_and_bucket(new_bucket, bucket_name: str) -> None
 def test_wasbhook_upload_download_delete(new_bucket) -> None:
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    container = new_bucket("azure")
+    container = new_bucket("wasb")
     data = payload()
     hook = WasbHook(wasb_conn_id=AZURE_CONN_ID)
     hook.upload(container_name=container, blob_name=KEY, data=data)
@@ -266,7 +287,7 @@ def test_wasbhook_missing_blob_and_container(new_bucket, bucket_name: str) -> No
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
     from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-    container = new_bucket("azure")
+    container = new_bucket("wasb")
     hook = WasbHook(wasb_conn_id=AZURE_CONN_ID)
     with pytest.raises(ResourceNotFoundError) as err:
         hook.download(container_name=container, blob_name="missing")
@@ -318,14 +339,14 @@ def test_azurite_rejects_wrong_key(azurite, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_stop_terminates_every_process(start_local_stores) -> None:
     stores = start_local_stores()
-    pids = [server.pid for server in stores.servers]
-    ports = [server.port for server in stores.servers]
+    pids = [server.pid for server in stores.servers.values()]
+    ports = [server.port for server in stores.servers.values()]
     assert all(pid is not None and pid_alive(pid) for pid in pids)
     assert all(port_open(port) for port in ports)
 
     stores.stop()
 
-    assert not any(server.is_running() for server in stores.servers)
+    assert not any(server.is_running() for server in stores.servers.values())
     assert not [pid for pid in pids if pid is not None and pid_alive(pid)]
     assert not [port for port in ports if port_open(port)]
     stores.stop()  # a second stop is harmless
@@ -335,7 +356,7 @@ def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
     """If the process that started a server is SIGKILLed (no atexit), the watchdog still ends it."""
     script = (
         "import sys, time\n"
-        "from tools.local_stores import FakeGCS\n"
+        "from tools.servers.fake_gcs import FakeGCS\n"
         f"server = FakeGCS({str(tmp_path)!r}).start()\n"
         "print(server.pid, flush=True)\n"
         "time.sleep(120)\n"
@@ -363,3 +384,30 @@ def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
     while pid_alive(server_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not pid_alive(server_pid)
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_stop_before_start_is_harmless(name: str, tmp_path: Path) -> None:
+    server = SERVERS[name](tmp_path)
+    server.stop()
+    assert not server.is_running()
+
+
+class _ExitsAtOnce(SeaweedFS):
+    """SeaweedFS's own set-up and clean-up around a command that fails, as a bad flag would."""
+
+    def command(self) -> list[str]:
+        code = "import sys; print('unknown flag: -s3.port', file=sys.stderr); sys.exit(3)"
+        return [sys.executable, "-c", code]
+
+
+def test_a_failed_start_reports_the_servers_own_error(tmp_path: Path) -> None:
+    servers = LocalServers(tmp_path, names=[])
+    servers.servers["seaweedfs"] = broken = _ExitsAtOnce(tmp_path / "broken")
+    with pytest.raises(ServerStartError) as err:
+        servers.start()
+    assert err.value.server == "SeaweedFS"
+    assert "exited with code 3" in err.value.reason
+    assert "unknown flag: -s3.port" in str(err.value)
+    assert not broken.is_running()
+    servers.stop()  # after a failed start, as a fixture's teardown would

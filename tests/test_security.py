@@ -32,6 +32,7 @@ import pytest
 from include.xcom_backend import XComAccessDenied, XComBucketNotFound, XComObjectNotFound
 from include.xcom_backend.codecs import decompress
 from include.xcom_backend.reference import Reference, encode_component, object_key
+from include.xcom_backend.registry import TABLE
 from include.xcom_backend.stores import STORES
 from include.xcom_backend.stores.base import ObjectStore
 from tests.catalogue import FRAMES, VALUES
@@ -48,9 +49,12 @@ from tests.test_faults import (
     store_scheme,
     use_new_bucket,
 )
-from tools.local_stores import AZURE_CONN_ID, S3_CONN_ID, unique_bucket_name
+from tools.servers import unique_bucket_name
 
 pytestmark = pytest.mark.stores
+
+S3_CONN_ID = TABLE["s3"].options["conn_id"].default
+AZURE_CONN_ID = TABLE["wasb"].options["conn_id"].default
 
 # --- no pickle in the code ----------------------------------------------------------------------------
 
@@ -333,7 +337,7 @@ def test_azure_sas_token_never_shows(local_stores, new_bucket, monkeypatch, capt
         pull(cls, stored)
     # The token is for this container only: another one is refused, and the message must say so
     # without repeating the signed URL the SDK sent.
-    monkeypatch.setenv(KINDS["azure"].bucket_var, new_bucket("azure"))
+    monkeypatch.setenv(KINDS["azure"].bucket_var, new_bucket("wasb"))
     ObjectStore._instances.clear()
     with pytest.raises(XComAccessDenied) as refused:
         push(cls, {"via": "sas"})
@@ -347,7 +351,7 @@ def test_task_log_shows_no_sas_token_when_a_push_succeeds_and_a_pull_is_refused(
     airflow_db, local_stores, new_bucket, tmp_path
 ):
     """A write-only token: the producer's push succeeds, the consumer's pull is refused (403)."""
-    container = new_bucket("azure")
+    container = new_bucket("wasb")
     token = sas_token(local_stores, container, write=True, create=True)
     home = copy_airflow_home(airflow_db, tmp_path / "airflow-home")
     env = dag_env(

@@ -1,12 +1,13 @@
 """Benchmark of the pandas XCom backends against the stores' own SDKs, CSV, and Airflow's common.io backend.
 
-For each store (S3 API and MinIO on SeaweedFS, GCS on fake-gcs-server, Azure on Azurite) and each frame
-size it times one XCom round trip, push (`serialize_value`) then pull (`deserialize_value`), by:
+For each store of the store table that has a local server (S3 API and MinIO on SeaweedFS, GCS on
+fake-gcs-server, Azure Blob on Azurite) and each frame size it times one XCom round trip, push
+(`serialize_value`) then pull (`deserialize_value`), by:
 
 * ``pandas``   the project's pandas backend (Parquet), exactly as a task calls it;
-* ``floor``    the same Parquet bytes put and got with the adapter's SDK client, no project code:
+* ``floor``    the same Parquet bytes put and got with the adapter's bare SDK call, no backend code:
                what the store and the SDK cost on their own;
-* ``csv``      the same backend with XCOM_BACKEND_PANDAS_FORMAT=csv (the tutorial's format);
+* ``csv``      the same backend with the pandas format set to csv (the tutorial's format);
 * ``commonio`` Airflow's common.io ``XComObjectStorageBackend`` (fsspec), where its filesystem exists.
 
 ``codec`` (Parquet encode + decode, no store) is timed once per size as a reference. Then it measures
@@ -16,6 +17,7 @@ writes ``bench.json``, ``benchmarks.md`` and ``bench.png`` (to ``docs/`` unless 
 
     make bench                                  # 10k, 100k and 1M rows, 3 runs each
     make bench BENCH_ARGS="--rows 10000,100000 --stores s3,gcs --repeat 5"
+    make bench BENCH_ARGS="--verbose"           # with the libraries' INFO logs
     make bench BENCH_ARGS="--huge"              # adds 10M rows (needs ~6 GB of RAM and ~15 min)
 """
 
@@ -27,7 +29,6 @@ import cProfile
 import datetime as dt
 import gc
 import hashlib
-import io
 import json
 import logging
 import os
@@ -45,13 +46,16 @@ from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
-from tools.local_stores import patched_env
+from include.xcom_backend.registry import TABLE, StoreRow
+from include.xcom_backend.settings import OPTIONS
+from tools.console import progress as _progress
+from tools.console import quiet_libraries
+from tools.servers import LocalServers, ServerStartError, server_class, unique_bucket_name
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from tools.local_stores import LocalStores
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ROWS = (10_000, 100_000, 1_000_000)
@@ -67,71 +71,58 @@ TARGET_MEMORY = 2.0  # peak extra memory / frame's in-memory size, at most
 TARGET_SMALL = 1.2  # threshold-on small value / Airflow's database XCom, at most
 
 
+# The benchmark's own limit per store (pandas round trip / floor, at most); S3's is tighter because
+# boto3's client, the floor there, is the one the backend itself uses.
+FLOOR_LIMITS = {"s3": 1.25}
+DEFAULT_FLOOR_LIMIT = 1.5
+# fsspec protocol of common.io's backend per store; a store missing here is reported unavailable.
+COMMONIO_PROTOCOLS = {"s3": "s3", "minio": "s3", "gcs": "gs", "wasb": "abfs"}
+
+
 @dataclass(frozen=True)
 class StoreSpec:
-    name: str
-    label: str
-    kind: str  # LocalStores' name for the server
-    scheme: str  # the adapter's key in STORES
-    backend: str  # module:Class of the project's pandas backend
-    bucket_env: str
-    floor_limit: float  # pandas round trip / floor, at most
-    commonio: str | None  # fsspec protocol of common.io's backend for this store
+    """A store as the benchmark sees it: its table row, and the benchmark's own facts about it."""
+
+    row: StoreRow
+    floor_limit: float
+    commonio: str | None
+
+    @property
+    def name(self) -> str:
+        return self.row.scheme
+
+    @property
+    def label(self) -> str:
+        assert self.row.server is not None
+        return f"{self.row.scheme} ({server_class(self.row.server).label})"
+
+    @property
+    def backend(self) -> str:
+        """Dotted path of the store's pandas backend class."""
+        assert self.row.pandas_backend is not None
+        return self.row.pandas_backend
+
+    @property
+    def bucket_env(self) -> str:
+        return self.row.bucket_option.env_var
 
 
+# Every store with a pandas backend and a local server to run it against, in the table's order.
 STORE_SPECS = {
-    spec.name: spec
-    for spec in (
-        StoreSpec(
-            "s3",
-            "S3 API (S3 backend, SeaweedFS)",
-            "s3",
-            "s3",
-            "include.s3_xcom_backend_pandas:S3XComBackendPandas",
-            "XCOM_BACKEND_S3_BUCKET",
-            1.25,
-            "s3",
-        ),
-        StoreSpec(
-            "minio",
-            "MinIO (MinIO backend, SeaweedFS)",
-            "minio",
-            "minio",
-            "include.minio_xcom_backend_pandas:MinIOXComBackendPandas",
-            "XCOM_BACKEND_MINIO_BUCKET",
-            1.5,
-            "s3",
-        ),
-        StoreSpec(
-            "gcs",
-            "GCS (fake-gcs-server)",
-            "gcs",
-            "gcs",
-            "include.gcs_xcom_backend_pandas:GCSXComBackendPandas",
-            "XCOM_BACKEND_GCS_BUCKET",
-            1.5,
-            "gs",
-        ),
-        StoreSpec(
-            "azure",
-            "Azure Blob (Azurite)",
-            "azure",
-            "wasb",
-            "include.azure_xcom_backend_pandas:WasbXComBackendPandas",
-            "XCOM_BACKEND_AZURE_CONTAINER",
-            1.5,
-            "abfs",
-        ),
+    row.scheme: StoreSpec(
+        row, FLOOR_LIMITS.get(row.scheme, DEFAULT_FLOOR_LIMIT), COMMONIO_PROTOCOLS.get(row.scheme)
     )
+    for row in TABLE.values()
+    if row.server and row.pandas_backend
 }
 
-# Reading the bench's own settings must not depend on what the caller's shell has set.
-_BACKEND_SETTINGS = (
-    "XCOM_BACKEND_THRESHOLD_BYTES",
-    "XCOM_BACKEND_COMPRESSION",
-    "XCOM_BACKEND_PANDAS_FORMAT",
-    "XCOM_BACKEND_KEY_PREFIX",
+# Reading the bench's own settings must not depend on what the caller's shell has set: each shared
+# option (under its name and its pre-conf name) is emptied, which means its default.
+_BACKEND_SETTINGS = tuple(
+    name for option in OPTIONS.values() for name in (option.env_var, option.legacy) if name
 )
+_PANDAS_FORMAT = OPTIONS["pandas_format"].env_var
+_THRESHOLD = OPTIONS["threshold_bytes"].env_var
 _COMMONIO_GCS_CONN = "bench_commonio_gcs"
 _PARQUET_TYPE = "application/vnd.apache.parquet"
 
@@ -191,6 +182,11 @@ def small_dict(target_bytes: int = 1024) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
+def patched_env(values: dict[str, str]) -> contextlib.AbstractContextManager[Any]:
+    """``values`` in ``os.environ`` for the block, everything restored afterwards."""
+    return mock.patch.dict(os.environ, values)
+
+
 @contextlib.contextmanager
 def quiet_logs() -> Iterator[None]:
     """No INFO records for the block: the backend logs every push, the SDKs every request and deletion,
@@ -206,15 +202,8 @@ def quiet_logs() -> Iterator[None]:
 def _import(path: str) -> Any:
     import importlib
 
-    module, _, name = path.partition(":")
+    module, _, name = path.rpartition(".")
     return getattr(importlib.import_module(module), name)
-
-
-_STARTED = time.monotonic()
-
-
-def _progress(message: str) -> None:
-    print(f"[{time.monotonic() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -270,12 +259,12 @@ class Method:
 class BackendMethod(Method):
     """An XCom backend class called as Airflow calls it: serialize_value, then deserialize_value."""
 
-    def __init__(self, backend: Any, env: dict[str, str | None] | None = None) -> None:
+    def __init__(self, backend: Any, env: dict[str, str] | None = None) -> None:
         self.backend = backend
         self.env = env or {}
 
     def configured(self) -> contextlib.AbstractContextManager[Any]:
-        return patched_env(**self.env)
+        return patched_env(self.env)
 
     def push(self, frame: pd.DataFrame) -> Any:
         return self.backend.serialize_value(frame, **_xcom_ids())
@@ -293,45 +282,23 @@ class BackendMethod(Method):
 
 
 class FloorMethod(Method):
-    """The frame's Parquet bytes, encoded beforehand, put and got with the adapter's SDK client at the
-    SDK's defaults: what the store and its SDK cost without any of the project's code."""
+    """The frame's Parquet bytes, encoded beforehand, put and got with the adapter's bare SDK call
+    (``_put``/``_get``, which the backend wraps with its checks, error mapping and retries): what the
+    store and its SDK cost without the backend's code, whichever store the table names."""
 
     def __init__(self, spec: StoreSpec, bucket: str, parquet: bytes) -> None:
         from include.xcom_backend.stores import STORES
 
-        self.spec = spec
-        self.bucket = bucket
         self.parquet = parquet
-        self.store: Any = STORES[spec.scheme](bucket)
+        self.store: Any = STORES[spec.row.scheme](bucket)
 
     def push(self, frame: pd.DataFrame) -> Any:
-        data = self.parquet
         key = f"bench-floor/{uuid.uuid4().hex}.parquet"
-        name, bucket, store = self.spec.name, self.bucket, self.store
-        if name == "s3":
-            store.client.put_object(Bucket=bucket, Key=key, Body=data)
-        elif name == "minio":
-            store.client.put_object(bucket, key, io.BytesIO(data), len(data))
-        elif name == "gcs":
-            store.hook.get_conn().bucket(bucket).blob(key).upload_from_string(data)
-        else:
-            store.hook.blob_service_client.get_blob_client(bucket, key).upload_blob(data, overwrite=True)
+        self.store._put(key, self.parquet, _PARQUET_TYPE, {})
         return key
 
     def pull(self, handle: Any) -> Any:
-        name, bucket, store = self.spec.name, self.bucket, self.store
-        if name == "s3":
-            return store.client.get_object(Bucket=bucket, Key=handle)["Body"].read()
-        if name == "minio":
-            response = store.client.get_object(bucket, handle)
-            try:
-                return response.read()
-            finally:
-                response.close()
-                response.release_conn()
-        if name == "gcs":
-            return store.hook.get_conn().bucket(bucket).blob(handle).download_as_bytes()
-        return store.hook.blob_service_client.get_blob_client(bucket, handle).download_blob().readall()
+        return self.store._get(handle)
 
     def cleanup(self, handle: Any) -> None:
         delete_object(self.store, handle)
@@ -356,12 +323,11 @@ def _clear_commonio_caches() -> None:
 class CommonIOMethod(Method):
     """Airflow's common.io XComObjectStorageBackend on an fsspec path of the store, threshold 0."""
 
-    def __init__(self, spec: StoreSpec, bucket: str, stores: LocalStores) -> None:
-        from tools.local_stores import AZURE_CONN_ID, S3_CONN_ID
-
-        self.env: dict[str, str | None] = {
+    def __init__(self, spec: StoreSpec, bucket: str, servers: LocalServers) -> None:
+        self.env: dict[str, str] = {
             "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD": "0",
-            "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_COMPRESSION": None,
+            # Empty means no compression to common.io.
+            "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_COMPRESSION": "",
         }
         if spec.commonio == "gs":
             # gcsfs reads STORAGE_EMULATOR_HOST only when first imported; an endpoint in the
@@ -369,23 +335,23 @@ class CommonIOMethod(Method):
             conn = _COMMONIO_GCS_CONN
             extra = {
                 "is_anonymous": True,
-                "project": stores.fake_gcs.project,
-                "gcs.endpoint": stores.fake_gcs.endpoint,
+                "project": servers.fake_gcs.project,
+                "gcs.endpoint": servers.fake_gcs.endpoint,
             }
             connection = {"conn_type": "google_cloud_platform", "extra": extra}
             self.env[f"AIRFLOW_CONN_{conn.upper()}"] = json.dumps(connection)
-        elif spec.commonio == "abfs":
-            # adlfs reaches Azurite only through the connection-string form, which this connection has.
-            conn = AZURE_CONN_ID
         else:
-            conn = S3_CONN_ID
+            # The store's own connection; a store without one (MinIO) borrows the S3 store's, which
+            # points at the same server. adlfs reaches Azurite only through the connection-string
+            # form, which the Azure connection has.
+            conn = spec.row.options.get("conn_id", TABLE["s3"].options["conn_id"]).default
         self.env["AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_PATH"] = (
             f"{spec.commonio}://{conn}@{bucket}/commonio"
         )
 
     @contextlib.contextmanager
     def configured(self) -> Iterator[None]:
-        with patched_env(**self.env):
+        with patched_env(self.env):
             _clear_commonio_caches()
             try:
                 yield
@@ -640,7 +606,7 @@ def _timing_entry(store: str, method: str, rows: int, runs: list[tuple[float, fl
     }
 
 
-def bench_frames(config: BenchConfig, stores: LocalStores, buckets: dict[str, str]) -> dict[str, Any]:
+def bench_frames(config: BenchConfig, servers: LocalServers, buckets: dict[str, str]) -> dict[str, Any]:
     """Time every method on every store and size; measure memory; return the raw results."""
     from include.xcom_backend.codecs import ParquetCodec
 
@@ -682,12 +648,12 @@ def bench_frames(config: BenchConfig, stores: LocalStores, buckets: dict[str, st
         for spec in specs:
             bucket = buckets[spec.name]
             methods: dict[str, Method] = {
-                "pandas": BackendMethod(backends[spec.name], {"XCOM_BACKEND_PANDAS_FORMAT": "parquet"}),
+                "pandas": BackendMethod(backends[spec.name], {_PANDAS_FORMAT: "parquet"}),
                 "floor": FloorMethod(spec, bucket, parquet),
-                "csv": BackendMethod(backends[spec.name], {"XCOM_BACKEND_PANDAS_FORMAT": "csv"}),
+                "csv": BackendMethod(backends[spec.name], {_PANDAS_FORMAT: "csv"}),
             }
             if (spec.name, "commonio") not in unavailable:
-                methods["commonio"] = CommonIOMethod(spec, bucket, stores)
+                methods["commonio"] = CommonIOMethod(spec, bucket, servers)
 
             # Warm-up (connections, first write to a bucket) doubles as the check that each method
             # really brings the frame back. CSV, which takes half a minute at a million rows, is
@@ -772,13 +738,13 @@ def bench_small_values(config: BenchConfig) -> list[dict[str, Any]]:
 
     from include.xcom_backend.reference import Reference
 
-    backend = _import(STORE_SPECS["s3"].backend)
+    backend = _import(next(iter(STORE_SPECS.values())).backend)
     values: dict[str, Any] = {"int": 42, "dict_1kB": small_dict()}
     ids = _xcom_ids()
     loops = config.small_loops
     blocks = max(config.repeat, 5)
     results = []
-    with patched_env(XCOM_BACKEND_THRESHOLD_BYTES=str(SMALL_THRESHOLD)):
+    with patched_env({_THRESHOLD: str(SMALL_THRESHOLD)}):
         for name, value in values.items():
             stored = backend.serialize_value(value, **ids)
             if Reference.parse(stored) is not None:
@@ -932,7 +898,7 @@ def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: i
     from include.xcom_backend.stores import STORES
 
     codec = ParquetCodec()
-    store = STORES[spec.scheme](bucket)
+    store = STORES[spec.name](bucket)
     floor = FloorMethod(spec, bucket, codec.encode(frame))
     key = f"bench-stages/{uuid.uuid4().hex}.parquet"
     steps: dict[str, list[float]] = {}
@@ -967,7 +933,7 @@ def memory_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame) -> list[
     from include.xcom_backend.stores import STORES
 
     codec = ParquetCodec()
-    store = STORES[spec.scheme](bucket)
+    store = STORES[spec.name](bucket)
     key = f"bench-stages/{uuid.uuid4().hex}.parquet"
     data = codec.encode(frame)
     steps = {
@@ -1009,7 +975,7 @@ def profile_misses(
             spec = STORE_SPECS[store]
             frame = frame_of(miss["rows"])
             backend = _import(spec.backend)
-            method = BackendMethod(backend, {"XCOM_BACKEND_PANDAS_FORMAT": "parquet"})
+            method = BackendMethod(backend, {_PANDAS_FORMAT: "parquet"})
             if kind == "time":
                 entry["stages"] = stage_breakdown(spec, buckets[store], frame, config.repeat)
                 with method.configured():
@@ -1019,7 +985,7 @@ def profile_misses(
         else:
             from airflow.sdk.bases.xcom import BaseXCom
 
-            backend = _import(STORE_SPECS["s3"].backend)
+            backend = _import(next(iter(STORE_SPECS.values())).backend)
             value = 42 if "(int)" in name else small_dict()
             ids = _xcom_ids()
 
@@ -1031,7 +997,7 @@ def profile_misses(
                 for _ in range(config.small_loops):
                     BaseXCom.deserialize_value(SimpleNamespace(value=BaseXCom.serialize_value(v)))
 
-            with patched_env(XCOM_BACKEND_THRESHOLD_BYTES=str(SMALL_THRESHOLD)):
+            with patched_env({_THRESHOLD: str(SMALL_THRESHOLD)}):
                 entry["top"] = profile_summary(loop)
                 entry["top_database"] = profile_summary(base_loop, top=6)
             entry["calls"] = config.small_loops
@@ -1119,7 +1085,7 @@ def machine_info() -> dict[str, Any]:
 _METHOD_DESCRIPTIONS = {
     "pandas": "the project's pandas backend (Parquet), `serialize_value` then `deserialize_value`",
     "floor": "the same Parquet bytes, encoded beforehand, put and got with the adapter's SDK client",
-    "csv": "the same backend with `XCOM_BACKEND_PANDAS_FORMAT=csv`, the tutorial's format",
+    "csv": f"the same backend with `{_PANDAS_FORMAT}=csv`, the tutorial's format",
     "commonio": "Airflow's common.io `XComObjectStorageBackend` on an fsspec path of the same store "
     "(threshold 0, so the frame always goes to the store; it stores Airflow's JSON encoding, in which "
     "a DataFrame is Parquet written out as hex)",
@@ -1224,8 +1190,7 @@ def render_tables(result: dict[str, Any]) -> str:
         for s in result["small_values"]
     ]
     parts.append(
-        f"\n**Small values, push + pull in-process** (XCOM_BACKEND_THRESHOLD_BYTES={SMALL_THRESHOLD}; "
-        "median per call)\n"
+        f"\n**Small values, push + pull in-process** ({_THRESHOLD}={SMALL_THRESHOLD}; median per call)\n"
     )
     parts.append(
         _table(["value", "JSON", "backend, threshold on", "Airflow database XCom", "ratio"], small_rows)
@@ -1354,7 +1319,7 @@ Generated by `make bench` (`python -m tools.bench`) on {m["date"]}; the raw numb
 
 ## What is measured
 
-All stores are local servers on the loopback interface (`tools/local_stores.py`): S3 API and MinIO on
+All stores are local servers on the loopback interface (`tools/servers/`): S3 API and MinIO on
 SeaweedFS, GCS on fake-gcs-server, Azure Blob on Azurite. There is no network latency or bandwidth
 limit, so these numbers show the CPU cost of each path; against a cloud store over a real network the
 transfer takes a larger share and the ratios move towards 1. fake-gcs-server keeps objects in memory,
@@ -1365,16 +1330,16 @@ which gives GCS the fastest floor and so the largest `pandas / floor` ratio.
 The frame has int64, float64, int32, string (pandas `str`), tz-aware datetime, category and bool
 columns with random values. A round trip is `serialize_value` (push) then `deserialize_value` (pull)
 of the result, exactly as Airflow calls them in a task; the object is deleted afterwards, untimed.
-The floor puts and gets the same Parquet bytes with the adapter's SDK client (boto3, minio,
-google-cloud-storage, azure-storage-blob) at the SDK's defaults, so `pandas / floor` includes the
-Parquet encoding and decoding, the checksums and the backend's own work.
+The floor puts and gets the same Parquet bytes with the adapter's bare SDK call (boto3, minio,
+google-cloud-storage, azure-storage-blob, configured as the adapter configures them), so
+`pandas / floor` includes the Parquet encoding and decoding, the checksums and the backend's own work.
 
 Memory is measured on a separate run with `tracemalloc` (Python objects and numpy arrays, exact peak)
 plus pyarrow's allocator (`pa.total_allocated_bytes()` sampled every millisecond by a thread, and the
 pool's `max_memory()` when it rises): the peak of each stage above what was allocated before the push,
 counting the frame the pull returns. The ratio uses the sum of the two peaks (an upper bound).
 
-Small values: with `XCOM_BACKEND_THRESHOLD_BYTES={SMALL_THRESHOLD}` an int and a 1 kB dict stay in
+Small values: with `{_THRESHOLD}={SMALL_THRESHOLD}` an int and a 1 kB dict stay in
 Airflow's database, so the backend's `serialize_value`/`deserialize_value` return the value inline;
 they are timed in-process against `BaseXCom.serialize_value`/`deserialize_value` (Airflow's default
 database XCom). The database write and read, the same on both sides, are not part of either.
@@ -1453,27 +1418,25 @@ def write_outputs(result: dict[str, Any], out_dir: Path) -> dict[str, Path]:
 # --------------------------------------------------------------------------------------------------
 
 
-def run(config: BenchConfig, stores: LocalStores) -> dict[str, Any]:
-    """The whole benchmark against running local stores; returns what bench.json holds."""
-    from tools.local_stores import unique_bucket_name
-
+def run(config: BenchConfig, servers: LocalServers) -> dict[str, Any]:
+    """The whole benchmark against running local servers; returns what bench.json holds."""
     began = time.monotonic()
     result: dict[str, Any] = {"machine": machine_info(), "config": {**config.__dict__}}
     result["config"]["rows"] = list(config.rows)
     result["config"]["stores"] = list(config.stores)
     buckets = {name: unique_bucket_name("bench") for name in config.stores}
-    env: dict[str, str | None] = {key: None for key in _BACKEND_SETTINGS}
+    env = dict.fromkeys(_BACKEND_SETTINGS, "")
     env.update({STORE_SPECS[name].bucket_env: bucket for name, bucket in buckets.items()})
     # gcsfs enables its gRPC-based experimental features when first imported unless told not to;
     # they time out against fake-gcs-server.
     env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
     created: list[tuple[str, str]] = []
-    with patched_env(**env), quiet_logs():
+    with patched_env(env), quiet_logs():
         try:
-            for name, bucket in buckets.items():
-                stores.create_bucket(STORE_SPECS[name].kind, bucket)
-                created.append((STORE_SPECS[name].kind, bucket))
-            result.update(bench_frames(config, stores, buckets))
+            for scheme, bucket in buckets.items():
+                servers.create_bucket(scheme, bucket)
+                created.append((scheme, bucket))
+            result.update(bench_frames(config, servers, buckets))
             _progress("small values")
             result["small_values"] = bench_small_values(config)
             result["ratios"] = compute_ratios(result, config.stores)
@@ -1481,9 +1444,9 @@ def run(config: BenchConfig, stores: LocalStores) -> dict[str, Any]:
             result["profiles"] = profile_misses(result, config, buckets) if config.profile else []
         finally:
             gc.unfreeze()
-            for kind, bucket in created:
+            for scheme, bucket in created:
                 with contextlib.suppress(Exception):
-                    stores.delete_bucket_recursive(kind, bucket)
+                    servers.delete_bucket_recursive(scheme, bucket)
     result["machine"]["load_average_at_end"] = list(os.getloadavg())
     result["seconds"] = time.monotonic() - began
     return result
@@ -1496,13 +1459,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--huge", action="store_true", help=f"add {HUGE_ROWS:,} rows")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per method, at least 3 (default 3)")
-    parser.add_argument("--stores", default=",".join(STORE_SPECS), help="comma-separated: s3,minio,gcs,azure")
+    parser.add_argument(
+        "--stores", default=",".join(STORE_SPECS), help=f"comma-separated, from {','.join(STORE_SPECS)}"
+    )
     parser.add_argument(
         "--quick", action="store_true", help=f"small frames only ({QUICK_ROWS}), for smoke tests"
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     parser.add_argument("--no-profile", action="store_true", help="do not profile missed targets")
     parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "docs", help="where to write (docs/)")
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs")
     args = parser.parse_args(argv)
     if args.repeat < 3:
         parser.error("--repeat must be at least 3: the results are medians")
@@ -1530,27 +1496,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         profile=not args.no_profile,
         small_loops=200 if args.quick else 2000,
     )
-    return argparse.Namespace(config=config, out_dir=args.out_dir)
+    return argparse.Namespace(config=config, out_dir=args.out_dir, verbose=args.verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Airflow writes its config into AIRFLOW_HOME on import; keep it in the project, as `make` does.
     os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / ".airflow"))
-    from tools.local_stores import LocalStores, StoreStartError
-
-    stores = LocalStores()
+    quiet_libraries(args.verbose)
+    servers = LocalServers(names=dict.fromkeys(STORE_SPECS[s].row.server for s in args.config.stores))
     try:
-        _progress("starting the local stores ...")
-        stores.start()
-    except StoreStartError as exc:
+        _progress(f"starting the local servers ({', '.join(servers.servers)}) ...")
+        servers.start()
+    except ServerStartError as exc:
         print(exc, file=sys.stderr)
         return 1
+    _progress(f"local servers up in {servers.startup_seconds:.1f} s")
     try:
-        with stores.environment():
-            result = run(args.config, stores)
+        with servers.environment():
+            result = run(args.config, servers)
     finally:
-        stores.stop()
+        servers.stop()
     print(render_tables(result))
     if result["profiles"]:
         print("Where the time goes (missed targets):")

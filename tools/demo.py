@@ -3,13 +3,14 @@
 Starts SeaweedFS (S3 API, for the S3 and MinIO backends), Azurite and fake-gcs-server on loopback,
 creates the tutorial's buckets, loads `airflow_settings.yaml` into a local Airflow (SQLite under
 `.airflow/demo`), points the three store connections at the local servers, and runs both tutorial
-DAGs with `airflow dags test` once per backend class. Prints what each run wrote to its bucket and
-the Pokémon lines; exits 1 if any run failed.
+DAGs with `airflow dags test` once per backend class. Reports each run as it finishes, then prints
+what each run wrote to its bucket and the Pokémon lines; exits 1 if any run failed.
 
     make demo                              # PokeAPI on the internet (the stand-in if it is unreachable)
     make demo DEMO_ARGS=--offline          # a local PokeAPI stand-in with recorded responses
     make demo DEMO_ARGS=--online           # the real PokeAPI or nothing
     make demo DEMO_ARGS="--backends s3_xcom_backend_pandas.S3XComBackendPandas --dags simple_xcom_dag"
+    make demo DEMO_ARGS=--verbose                      # with the libraries' INFO logs (every SDK request)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from include.xcom_backend.catalog import TUTORIAL_BACKENDS
+from tools.console import progress, quiet_libraries
 from tools.dagrun import PROJECT_ROOT, DagTestResult, airflow_env, migrate_db, run_dag_test, run_module
 
 BACKENDS = list(TUTORIAL_BACKENDS)
@@ -103,6 +105,7 @@ def run_matrix(
     if pokeapi_url:
         connections["pokeapi_default"] = {"conn_type": "http", "host": pokeapi_url}
     first = base_home / "home-0"
+    progress("preparing an Airflow home (db migrate, DAGs, airflow_settings.yaml) ...")
     prepare_home(first, store_env, connections)
     homes = [first]
     for i in range(1, workers):
@@ -113,6 +116,8 @@ def run_matrix(
         homes.append(home)
 
     jobs = [(backend, dag_id) for backend in backends for dag_id in dag_ids]
+    progress(f"running {len(jobs)} DAG runs, {workers} at a time")
+    finished: list[DemoRun] = []
 
     def work(slot: int) -> list[DemoRun]:
         done = []
@@ -126,6 +131,10 @@ def run_matrix(
             if run_id and run.references:
                 run.objects = list_run_objects(run_id.group(1), dag_id, run.references)
             done.append(run)
+            finished.append(run)
+            state = "ok" if run.ok else f"FAILED ({result.state or 'no run'})"
+            name = backend.removeprefix("include.")
+            progress(f"{len(finished)}/{len(jobs)} {name} / {dag_id}: {state} in {result.duration:.0f} s")
         return done
 
     with ThreadPoolExecutor(workers) as pool:
@@ -176,27 +185,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backends", help="comma-separated class paths (without 'include.')")
     parser.add_argument("--dags", help="comma-separated DAG ids")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--verbose", action="store_true", help="show the libraries' INFO logs")
     args = parser.parse_args(argv)
+    quiet_libraries(args.verbose)
 
-    from tools.local_stores import LocalStores, StoreStartError
     from tools.pokeapi_standin import PokeApiStandin
+    from tools.servers import LocalServers, ServerStartError
 
     backends = [f"include.{b}" for b in args.backends.split(",")] if args.backends else BACKENDS
     dag_ids = args.dags.split(",") if args.dags else list(DAGS)
     base_home = PROJECT_ROOT / ".airflow" / "demo"
     shutil.rmtree(base_home, ignore_errors=True)
 
-    stores = LocalStores(base_home / "stores")
+    servers = LocalServers(base_home / "servers")
+    progress(f"starting the local servers ({', '.join(servers.servers)}) ...")
     try:
-        stores.start()
-    except StoreStartError as exc:
+        servers.start()
+    except ServerStartError as exc:
         print(exc, file=sys.stderr)
         return 1
     try:
-        with stores.environment() as store_env:
-            stores.create_default_buckets()
-            total = len(backends) * len(dag_ids)
-            print(f"Local stores up in {stores.startup_seconds:.1f}s; running {total} DAG runs")
+        with servers.environment() as store_env:
+            servers.create_default_buckets()
+            progress(f"local servers up in {servers.startup_seconds:.1f} s; default buckets created")
             offline = args.offline
             if not offline:
                 problem = pokeapi_problem()
@@ -226,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
                     workers=args.workers,
                 )
     finally:
-        stores.stop()
+        servers.stop()
     print(render(runs))
     failed = [r for r in runs if not r.ok]
     for run in failed:
