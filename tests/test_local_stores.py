@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -411,3 +413,41 @@ def test_a_failed_start_reports_the_servers_own_error(tmp_path: Path) -> None:
     assert "unknown flag: -s3.port" in str(err.value)
     assert not broken.is_running()
     servers.stop()  # after a failed start, as a fixture's teardown would
+
+
+def test_command_line_keeps_servers_running_until_interrupted(tmp_path: Path) -> None:
+    env_file = tmp_path / "servers.env"
+    command = [sys.executable, "-m", "tools.servers", "--servers", "fake-gcs", "--env-file", str(env_file)]
+    proc = subprocess.Popen(
+        [*command, "--data-dir", str(tmp_path / "data")],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "STORAGE_EMULATOR_HOST" not in (env_file.read_text() if env_file.exists() else ""):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                message = (
+                    f"no {env_file.name} (exit {proc.poll()}): {proc.stderr.read() if proc.stderr else ''}"
+                )
+                if stores_required() or proc.poll() is None:
+                    pytest.fail(message)
+                pytest.skip(message)
+            time.sleep(0.1)
+        exports = dict(
+            line.removeprefix("export ").split("=", 1) for line in env_file.read_text().splitlines()
+        )
+        assert set(exports) == {*TABLE["gcs"].environment, connection_env_var(GCS_CONN_ID)}
+        port = int(shlex.split(exports["STORAGE_EMULATOR_HOST"])[0].rsplit(":", 1)[1])
+        assert port_open(port)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "# stopping" in err
+    assert not port_open(port)

@@ -7,7 +7,6 @@ at WARNING unless ``--verbose`` asks for them, and report their own progress wit
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -16,18 +15,17 @@ _STARTED = time.monotonic()
 
 
 def quiet_libraries(verbose: bool = False) -> None:
-    """Library loggers at WARNING (INFO with ``verbose``); call it before anything imports Airflow.
+    """Library loggers at WARNING (INFO with ``verbose``), unless the user set Airflow's level.
 
-    Airflow's loggers (structlog, which stdlib levels do not reach) take their level from
-    ``[logging] logging_level`` when Airflow is first imported, so it is set here unless the user
-    set it; child processes started through ``tools.dagrun`` get their own settings, not this one.
+    Airflow's loggers (structlog, which stdlib levels do not reach) and the root handler the SDKs log
+    into both take ``[logging] logging_level``, applied when Airflow configures logging: it is set
+    here and Airflow's logging configured again, since importing the project's code has imported
+    Airflow already. Child processes started through ``tools.dagrun`` get their own settings.
     """
-    level = "INFO" if verbose else "WARNING"
-    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", level)
-    import airflow  # noqa: F401  (configures logging when first imported)
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    from airflow.logging_config import configure_logging
 
-    # The SDKs log through stdlib loggers into the root handler Airflow installed.
-    logging.getLogger().setLevel(level)
+    configure_logging()
 
 
 def progress(message: str) -> None:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = [f"export {key}={shlex.quote(value)}" for key, value in servers.env().items()]
         if args.env_file:
             args.env_file.write_text("\n".join(lines) + "\n")
-        print("\n".join(lines))
+        print("\n".join(lines), flush=True)
         print(
             f"\n# started in {servers.startup_seconds:.1f} s; data and logs in {servers.base_dir}\n"
             "# Ctrl-C stops the servers.",
