@@ -182,11 +182,6 @@ def small_dict(target_bytes: int = 1024) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def patched_env(values: dict[str, str]) -> contextlib.AbstractContextManager[Any]:
-    """``values`` in ``os.environ`` for the block, everything restored afterwards."""
-    return mock.patch.dict(os.environ, values)
-
-
 @contextlib.contextmanager
 def quiet_logs() -> Iterator[None]:
     """No INFO records for the block: the backend logs every push, the SDKs every request and deletion,
@@ -264,7 +259,7 @@ class BackendMethod(Method):
         self.env = env or {}
 
     def configured(self) -> contextlib.AbstractContextManager[Any]:
-        return patched_env(self.env)
+        return mock.patch.dict(os.environ, self.env)
 
     def push(self, frame: pd.DataFrame) -> Any:
         return self.backend.serialize_value(frame, **_xcom_ids())
@@ -351,7 +346,7 @@ class CommonIOMethod(Method):
 
     @contextlib.contextmanager
     def configured(self) -> Iterator[None]:
-        with patched_env(self.env):
+        with mock.patch.dict(os.environ, self.env):
             _clear_commonio_caches()
             try:
                 yield
@@ -744,7 +739,7 @@ def bench_small_values(config: BenchConfig) -> list[dict[str, Any]]:
     loops = config.small_loops
     blocks = max(config.repeat, 5)
     results = []
-    with patched_env({_THRESHOLD: str(SMALL_THRESHOLD)}):
+    with mock.patch.dict(os.environ, {_THRESHOLD: str(SMALL_THRESHOLD)}):
         for name, value in values.items():
             stored = backend.serialize_value(value, **ids)
             if Reference.parse(stored) is not None:
@@ -997,7 +992,7 @@ def profile_misses(
                 for _ in range(config.small_loops):
                     BaseXCom.deserialize_value(SimpleNamespace(value=BaseXCom.serialize_value(v)))
 
-            with patched_env({_THRESHOLD: str(SMALL_THRESHOLD)}):
+            with mock.patch.dict(os.environ, {_THRESHOLD: str(SMALL_THRESHOLD)}):
                 entry["top"] = profile_summary(loop)
                 entry["top_database"] = profile_summary(base_loop, top=6)
             entry["calls"] = config.small_loops
@@ -1431,7 +1426,7 @@ def run(config: BenchConfig, servers: LocalServers) -> dict[str, Any]:
     # they time out against fake-gcs-server.
     env["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
     created: list[tuple[str, str]] = []
-    with patched_env(env), quiet_logs():
+    with mock.patch.dict(os.environ, env), quiet_logs():
         try:
             for scheme, bucket in buckets.items():
                 servers.create_bucket(scheme, bucket)

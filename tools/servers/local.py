@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, Protocol, Self, cast, runtime_checkable
 from unittest import mock
 
 from include.xcom_backend.registry import TABLE, StoreRow, row
@@ -29,6 +29,21 @@ if TYPE_CHECKING:
     from tools.servers.azurite import Azurite
     from tools.servers.fake_gcs import FakeGCS
     from tools.servers.seaweedfs import SeaweedFS
+
+
+@runtime_checkable
+class StoreServer(Protocol):
+    """What a server that serves an object store offers, beside what every server has."""
+
+    label: str
+
+    def client_env(self) -> dict[str, str]: ...
+
+    def airflow_connection(self) -> dict[str, Any]: ...
+
+    def create_bucket(self, name: str) -> None: ...
+
+    def delete_bucket_recursive(self, name: str) -> None: ...
 
 
 def unique_bucket_name(prefix: str = "t") -> str:
@@ -140,12 +155,15 @@ class LocalServers:
         """The store table's rows whose server is in this set."""
         return [r for r in TABLE.values() if r.server in self.servers]
 
-    def server_for(self, scheme: str) -> Any:
+    def server_for(self, scheme: str) -> StoreServer:
         """The server behind store ``scheme`` (a table row's ``server``)."""
         store = row(scheme)
         if store.server is None:
             raise ValueError(f"XCom store {scheme!r} needs no local server")
-        return self[store.server]
+        server = self[store.server]
+        if not isinstance(server, StoreServer):
+            raise TypeError(f"XCom store {scheme!r} names server {store.server!r}, which serves no buckets")
+        return server
 
     def store_env(self, scheme: str) -> dict[str, str]:
         """What the backend of ``scheme`` reads to reach its server here.
