@@ -20,10 +20,9 @@ from include.xcom_backend import (
 from include.xcom_backend.catalog import ALL_BACKENDS
 from include.xcom_backend.reference import Reference
 from include.xcom_backend.registry import open_store
-from include.xcom_backend.stores.base import ObjectStore
-from tests import xcom_calls
-from tests.catalogue import FRAMES, JSON_BACKEND_REFUSES, VALUES, assert_same
-from tests.xcom_calls import Row, load, pull, store_of
+from tests.support import xcom_calls
+from tests.support.hostile_values import assert_same, cases_for, check_round_trip
+from tests.support.xcom_calls import Row, load, pull, store_of
 
 pytestmark = pytest.mark.stores
 
@@ -41,13 +40,8 @@ def push(cls: type[ObjectStoreXComBackend], value: Any, **ids: Any) -> Any:
 
 @pytest.fixture(autouse=True)
 def _isolated(local_stores, monkeypatch):
-    """Every test writes under its own key prefix in the default buckets, with fresh clients."""
-    monkeypatch.setenv("XCOM_BACKEND_KEY_PREFIX", f"contract/{uuid.uuid4().hex[:10]}")
-    for name in ("XCOM_BACKEND_THRESHOLD_BYTES", "XCOM_BACKEND_COMPRESSION", "XCOM_BACKEND_PANDAS_FORMAT"):
-        monkeypatch.delenv(name, raising=False)
-    ObjectStore._instances.clear()
-    yield
-    ObjectStore._instances.clear()
+    """Every test writes under its own key prefix in the default buckets."""
+    monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__KEY_PREFIX", f"contract/{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -60,32 +54,16 @@ def _default_buckets(local_stores):
 
 
 def _cases() -> list:
-    cases = []
-    for path, is_pandas in BACKENDS.items():
-        for case_id, factory, expected in VALUES:
-            cases.append(pytest.param(path, factory, expected, id=f"{path.rsplit('.', 1)[1]}-{case_id}"))
-        for case_id, factory, expected in FRAMES:
-            outcome = TypeError if not is_pandas and case_id in JSON_BACKEND_REFUSES else expected
-            cases.append(pytest.param(path, factory, outcome, id=f"{path.rsplit('.', 1)[1]}-{case_id}"))
-    return cases
+    return [
+        pytest.param(path, factory, expected, id=f"{path.rsplit('.', 1)[1]}-{case_id}")
+        for path, is_pandas in BACKENDS.items()
+        for case_id, factory, expected in cases_for(is_pandas)
+    ]
 
 
 @pytest.mark.parametrize(("path", "factory", "expected"), _cases())
 def test_catalogue_round_trips_exactly_or_fails_clearly(path, factory, expected):
-    cls = load(path)
-    value = factory()
-    if expected == "exact":
-        stored = push(cls, value)
-        assert Reference.parse(stored) is not None, (
-            "with the default threshold every value reaches the bucket"
-        )
-        assert_same(value, pull(cls, stored))
-    else:
-        with pytest.raises(expected) as info:
-            push(cls, value, task_id="hostile_task", key="hostile_key")
-        message = str(info.value)
-        assert "hostile_task" in message and "hostile_key" in message
-        assert type(value).__name__ in message
+    check_round_trip(load(path), factory, expected)
 
 
 @pytest.mark.parametrize("path", BACKENDS)
@@ -189,7 +167,7 @@ def test_mapped_task_instances_get_distinct_keys(path):
 @pytest.mark.parametrize("path", BACKENDS)
 def test_threshold_keeps_small_values_in_the_database(path, monkeypatch):
     cls = load(path)
-    monkeypatch.setenv("XCOM_BACKEND_THRESHOLD_BYTES", "1024")
+    monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__THRESHOLD_BYTES", "1024")
     small = push(cls, {"small": True})
     assert small == {"small": True}
     assert pull(cls, small) == {"small": True}
@@ -204,7 +182,7 @@ def test_threshold_keeps_small_values_in_the_database(path, monkeypatch):
 
 @pytest.mark.parametrize("path", PANDAS_BACKENDS)
 def test_frames_go_to_the_store_even_under_the_threshold(path, monkeypatch):
-    monkeypatch.setenv("XCOM_BACKEND_THRESHOLD_BYTES", "1000000")
+    monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__THRESHOLD_BYTES", "1000000")
     frame = pd.DataFrame({"a": pd.array([1, None], dtype="Int64")})
     stored = push(load(path), frame)
     assert Reference.parse(stored).extension == ".parquet"
@@ -215,22 +193,22 @@ def test_frames_go_to_the_store_even_under_the_threshold(path, monkeypatch):
 @pytest.mark.parametrize("compression", ["gzip", "zstd"])
 def test_compression_is_applied_and_inferred_on_read(path, compression, monkeypatch):
     cls = load(path)
-    monkeypatch.setenv("XCOM_BACKEND_COMPRESSION", compression)
+    monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__COMPRESSION", compression)
     value = {"text": "abc" * 10_000}
     stored = push(cls, value)
     store, reference = store_of(stored)
     suffix = {"gzip": ".json.gz", "zstd": ".json.zst"}[compression]
     assert reference.extension == suffix
     assert len(store.get(reference.key)) < 2_000
-    monkeypatch.delenv("XCOM_BACKEND_COMPRESSION")  # the reader needs no setting
+    monkeypatch.delenv("AIRFLOW__XCOM_BACKEND__COMPRESSION")  # the reader needs no setting
     assert pull(cls, stored) == value
 
 
 @pytest.mark.parametrize("path", PANDAS_BACKENDS)
 def test_csv_option_is_the_tutorials_lossy_format(path, monkeypatch):
     cls = load(path)
-    monkeypatch.setenv("XCOM_BACKEND_PANDAS_FORMAT", "csv")
-    monkeypatch.setenv("XCOM_BACKEND_COMPRESSION", "gzip")
+    monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__PANDAS_FORMAT", "csv")
+    monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__COMPRESSION", "gzip")
     frame = pd.DataFrame(
         {"pokemon": ["pikachu", "vulpix"], "xp": [112, 60], "n": pd.array([1, None], dtype="Int64")}
     )

@@ -74,6 +74,7 @@ class XComStoreUnreachable(XComStorageError, ConnectionError):
     def __init__(self, endpoint: str, detail: str = "", reference: str | None = None) -> None:
         self.endpoint = endpoint
         self.reference = reference
+        self.detail = detail
         what = f" while reading {reference}" if reference else ""
         suffix = f": {redact(detail)}" if detail else ""
         super().__init__(f"XCom store at {endpoint} is unreachable{what}{suffix}")
