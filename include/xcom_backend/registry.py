@@ -120,6 +120,15 @@ _ROWS = (
         server="seaweedfs",
         environment=("MINIO_IP", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE"),
     ),
+    StoreRow(
+        scheme="memory",
+        title="This process's memory, like fsspec's memory:// (tests)",
+        adapter="include.xcom_backend.stores.memory.MemoryStore",
+        options={"bucket": Option("memory_bucket", "xcom-memory")},
+        json_backend=None,
+        pandas_backend=None,
+        server=None,
+    ),
 )
 
 TABLE: dict[str, StoreRow] = {row.scheme: row for row in _ROWS}
