@@ -23,7 +23,7 @@ import importlib
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,29 +41,48 @@ _CACHE_LIMIT = 10_000  # groups remembered at once; keys are listed in order, so
 ReferenceLookup = Callable[[XComGroup], Collection[str]]
 
 
+# The numbers a report counts, in the order it lists them; `<name>_bytes` beside a count sums sizes.
+COUNTERS = (
+    "scanned",
+    "scanned_bytes",
+    "expired",
+    "expired_bytes",
+    "orphaned",
+    "orphaned_bytes",
+    "kept_young",
+    "not_xcom",
+    "unknown_ids",
+    "lookups",
+    "deleted",
+    "deleted_bytes",
+    "failed",
+)
+
+
 @dataclass
 class CleanupReport:
-    """What one store held under the prefix, what was to go, and what went."""
+    """What one store held under the prefix, what was to go, and what went: ``report.scanned``,
+    ``report.expired_bytes``, ... for every name in COUNTERS."""
 
     store: str
     dry_run: bool
-    scanned: int = 0
-    scanned_bytes: int = 0
-    expired: int = 0
-    expired_bytes: int = 0
-    orphaned: int = 0
-    orphaned_bytes: int = 0
-    kept_young: int = 0
-    not_xcom: int = 0
-    unknown_ids: int = 0
-    lookups: int = 0
-    deleted: int = 0
-    deleted_bytes: int = 0
-    failed: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     examples: list[str] = field(default_factory=list)
 
+    def __getattr__(self, name: str) -> int:
+        counts = self.__dict__.get("counts", {})
+        if name in counts:
+            return int(counts[name])
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def count(self, name: str, objects: int = 1, size: int | None = None) -> None:
+        """Add ``objects`` to the counter ``name``, and ``size`` bytes to ``<name>_bytes``."""
+        self.counts[name] += objects
+        if size is not None:
+            self.counts[f"{name}_bytes"] += size
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"store": self.store, "dry_run": self.dry_run, **self.counts, "examples": list(self.examples)}
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
@@ -106,8 +125,7 @@ def clean_store(
 
     def doomed() -> Iterator[StoredObject]:
         for item in store.list(key_prefix(prefix)):
-            report.scanned += 1
-            report.scanned_bytes += item.size
+            report.count("scanned", size=item.size)
             reason = _judge(item, prefix, now, retention, grace, lookup, referenced, report)
             if reason is not None:
                 if len(report.examples) < 20:
@@ -121,9 +139,8 @@ def clean_store(
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(batch)))) as pool:
             outcomes = list(pool.map(lambda item: _delete(store, item), batch))
         gone = [item for item, ok in zip(batch, outcomes, strict=True) if ok]
-        report.deleted += len(gone)
-        report.deleted_bytes += _size(gone)
-        report.failed += len(batch) - len(gone)
+        report.count("deleted", len(gone), size=_size(gone))
+        report.count("failed", len(batch) - len(gone))
         log.info("Batch %d: deleted %d of %d objects (%d bytes)", number, len(gone), len(batch), _size(gone))
     log.info("%s", report.summary())
     return report
@@ -141,33 +158,31 @@ def _judge(
 ) -> str | None:
     """Why ``item`` should go ("expired", "orphaned"), or None to keep it; counts it in ``report``."""
     if not is_xcom_object(item.key, prefix):
-        report.not_xcom += 1
+        report.count("not_xcom")
         return None
     modified = item.last_modified
     if modified.tzinfo is None:
         modified = modified.replace(tzinfo=UTC)  # stores report UTC; some clients drop the zone
     age = now - modified
     if age >= retention:
-        report.expired += 1
-        report.expired_bytes += item.size
+        report.count("expired", size=item.size)
         return "expired"
     if age < grace:
-        report.kept_young += 1
+        report.count("kept_young")
         return None
     parsed = parse_object_key(item.key, prefix)
     if parsed is None:
-        report.unknown_ids += 1  # cannot ask for its row; retention removes it in time
+        report.count("unknown_ids")  # cannot ask for its row; retention removes it in time
         return None
     group, _ = parsed
     if group not in referenced:
         if len(referenced) >= _CACHE_LIMIT:
             referenced.clear()
         referenced[group] = frozenset(lookup(group))
-        report.lookups += 1
+        report.count("lookups")
     if item.key in referenced[group]:
         return None
-    report.orphaned += 1
-    report.orphaned_bytes += item.size
+    report.count("orphaned", size=item.size)
     return "orphaned"
 
 

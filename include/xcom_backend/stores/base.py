@@ -29,10 +29,11 @@ from include.xcom_backend.errors import (
     XComStoreUnreachable,
     redact,
 )
-from include.xcom_backend.settings import RetryPolicy, Settings
+from include.xcom_backend.settings import RetryPolicy, Settings, value
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+C = TypeVar("C")  # a connected store's client or hook
 S = TypeVar("S", bound="ObjectStore")
 
 Failure = Literal["not_found", "no_bucket", "denied", "unreachable", "busy"]
@@ -157,7 +158,7 @@ class ObjectStore(ABC):
         if kind == "not_found":
             raise XComObjectNotFound(self.url(key), self.bucket) from None
         if kind == "no_bucket":
-            raise XComBucketNotFound(self.bucket, self.connection) from None
+            raise XComBucketNotFound(self.bucket, self.connection, self._bucket_setting()) from None
         if kind == "denied":
             raise XComAccessDenied(self.bucket, self.connection, detail) from None
         if kind in ("unreachable", "busy"):
@@ -165,6 +166,12 @@ class ObjectStore(ABC):
         raise XComStorageError(
             f"{self.scheme} store failed on {self.url(key)} (connection {self.connection}): {redact(detail)}"
         ) from None
+
+    def _bucket_setting(self) -> str:
+        from include.xcom_backend.registry import TABLE
+
+        store_row = TABLE.get(self.scheme)
+        return store_row.bucket_option.env_var if store_row else ""
 
     def _bucket_exists_quietly(self) -> bool:
         try:
@@ -192,6 +199,42 @@ class ObjectStore(ABC):
                     store = cls._instances[cache_key] = cls(*args)
         assert isinstance(store, cls)
         return store
+
+
+class ConnectedStore(ObjectStore, Generic[C]):
+    """A store reached through an Airflow connection and its provider hook: the bucket and the
+    connection id are the `bucket` and `conn_id` options of its row; the client is built on first use."""
+
+    def __init__(self, bucket: str, conn_id: str) -> None:
+        super().__init__(bucket, f"'{conn_id}'")
+        self.conn_id = conn_id
+        self._client: LazyClient[C] = LazyClient()
+
+    @classmethod
+    def configured(cls: type[S], bucket: str | None = None) -> S:
+        from include.xcom_backend.registry import row
+
+        options = row(cls.scheme).options
+        return cls.shared(bucket or value(options["bucket"]), value(options["conn_id"]))
+
+    @abstractmethod
+    def _connect(self) -> C:
+        """The hook or SDK client, with the SDK's retries off and the policy's timeouts."""
+
+    @property
+    def connected(self) -> C:
+        return self._client.get(self._connect)
+
+    @abstractmethod
+    def _endpoint_url(self) -> str:
+        """The URL the client talks to, without credentials."""
+
+    @property
+    def endpoint(self) -> str:
+        try:
+            return self._endpoint_url()
+        except Exception:  # the connection cannot be read: name it instead
+            return f"the {self.scheme} endpoint of connection '{self.conn_id}'"
 
 
 class LazyClient(Generic[T]):

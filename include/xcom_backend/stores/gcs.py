@@ -6,46 +6,33 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from include.xcom_backend.registry import row
-from include.xcom_backend.settings import value
-from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
+from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 
 if TYPE_CHECKING:
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
     from google.cloud.storage import Blob
 
 
-class GCSStore(ObjectStore):
+class GCSStore(ConnectedStore["GCSHook"]):
     scheme = "gcs"
 
-    def __init__(self, bucket: str, conn_id: str) -> None:
-        super().__init__(bucket, f"'{conn_id}'")
-        self.conn_id = conn_id
-        self._hook: LazyClient[GCSHook] = LazyClient()
+    def _connect(self) -> GCSHook:
+        from airflow.providers.google.cloud.hooks.gcs import GCSHook
 
-    @classmethod
-    def configured(cls, bucket: str | None = None) -> GCSStore:
-        options = row(cls.scheme).options
-        return cls.shared(bucket or value(options["bucket"]), value(options["conn_id"]))
+        hook = GCSHook(gcp_conn_id=self.conn_id)
+        client = hook.get_conn()  # the hook caches its client; build it now, under the lock
+        # The client fetches each bucket's metadata in a background thread, for tracing attributes
+        # only, with retries of its own (up to 120 s against a dead store) and again after every
+        # failure; calls work the same without it.
+        if getattr(client, "_bucket_metadata_cache", None) is not None:
+            client._bucket_metadata_cache = None
+        return hook
 
     @property
     def hook(self) -> GCSHook:
-        def build() -> GCSHook:
-            from airflow.providers.google.cloud.hooks.gcs import GCSHook
+        return self.connected
 
-            hook = GCSHook(gcp_conn_id=self.conn_id)
-            client = hook.get_conn()  # the hook caches its client; build it now, under the lock
-            # The client fetches each bucket's metadata in a background thread, for tracing
-            # attributes only, with retries of its own (up to 120 s against a dead store) and again
-            # after every failure; calls work the same without it.
-            if getattr(client, "_bucket_metadata_cache", None) is not None:
-                client._bucket_metadata_cache = None
-            return hook
-
-        return self._hook.get(build)
-
-    @property
-    def endpoint(self) -> str:
+    def _endpoint_url(self) -> str:
         return os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
 
     @property

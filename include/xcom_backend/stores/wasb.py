@@ -5,38 +5,26 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from include.xcom_backend.registry import row
-from include.xcom_backend.settings import value
-from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
+from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 
 if TYPE_CHECKING:
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
     from azure.storage.blob import ContainerClient
 
 
-class WasbStore(ObjectStore):
+class WasbStore(ConnectedStore["WasbHook"]):
     scheme = "wasb"
 
-    def __init__(self, bucket: str, conn_id: str) -> None:
-        super().__init__(bucket, f"'{conn_id}'")
-        self.conn_id = conn_id
-        self._hook: LazyClient[WasbHook] = LazyClient()
+    def _connect(self) -> WasbHook:
+        from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    @classmethod
-    def configured(cls, bucket: str | None = None) -> WasbStore:
-        options = row(cls.scheme).options
-        return cls.shared(bucket or value(options["bucket"]), value(options["conn_id"]))
+        hook = WasbHook(wasb_conn_id=self.conn_id)
+        _ = hook.blob_service_client  # built once, under the lock
+        return hook
 
     @property
     def hook(self) -> WasbHook:
-        def build() -> WasbHook:
-            from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-
-            hook = WasbHook(wasb_conn_id=self.conn_id)
-            _ = hook.blob_service_client  # built once, under the lock
-            return hook
-
-        return self._hook.get(build)
+        return self.connected
 
     @property
     def _call(self) -> dict[str, Any]:
@@ -48,13 +36,9 @@ class WasbStore(ObjectStore):
             "read_timeout": self.policy.read_timeout,
         }
 
-    @property
-    def endpoint(self) -> str:
-        try:
-            # primary_endpoint has no query string, so no SAS token.
-            return str(self.hook.blob_service_client.primary_endpoint)
-        except Exception:
-            return f"the Azure Blob endpoint of connection '{self.conn_id}'"
+    def _endpoint_url(self) -> str:
+        # primary_endpoint has no query string, so no SAS token.
+        return str(self.hook.blob_service_client.primary_endpoint)
 
     def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
         from azure.storage.blob import ContentSettings
