@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -15,7 +13,6 @@ from include.xcom_backend import (
     ObjectStoreXComBackend,
     XComIntegrityError,
     XComObjectNotFound,
-    XComReferenceError,
 )
 from include.xcom_backend.catalog import ALL_BACKENDS
 from include.xcom_backend.reference import Reference
@@ -103,6 +100,8 @@ def test_missing_object_raises_naming_reference_and_bucket(path):
     with pytest.raises(XComObjectNotFound) as info:
         pull(cls, stored)
     assert str(reference) in str(info.value) and reference.bucket in str(info.value)
+    for copy in cls.stores[1:]:  # a mirror names every store it tried, in order
+        assert open_store(copy).url(reference.key) in str(info.value)
 
 
 @pytest.mark.parametrize("path", BACKENDS)
@@ -114,26 +113,6 @@ def test_corrupted_object_raises(path):
     with pytest.raises(XComIntegrityError) as info:
         pull(cls, stored)
     assert reference.key in str(info.value)
-
-
-@pytest.mark.parametrize("path", BACKENDS)
-@pytest.mark.parametrize(
-    "value",
-    [42, "plain", {"a": [1, 2]}, None, "xcom_s3:/almost", pd.Timestamp("2026-01-01").to_pydatetime()],
-    ids=["int", "str", "dict", "none", "near-prefix", "datetime"],
-)
-def test_values_airflow_wrote_to_the_database_pass_through(path, value):
-    from airflow.sdk.bases.xcom import BaseXCom
-
-    stored = json.loads(json.dumps(BaseXCom.serialize_value(value)))
-    assert_same(value, pull(load(path), stored))
-
-
-@pytest.mark.parametrize("path", BACKENDS)
-def test_a_reference_in_another_format_is_an_error_not_data(path):
-    legacy = "xcom_s3://manual__2026-01-01/extract/data_1b4e28ba-2fa1-11d2-883f-0016d3cca427.json"
-    with pytest.raises(XComReferenceError, match="format"):
-        pull(load(path), legacy)
 
 
 @pytest.mark.parametrize("path", BACKENDS)
@@ -218,12 +197,3 @@ def test_csv_option_is_the_tutorials_lossy_format(path, monkeypatch):
     pd.testing.assert_frame_equal(back[["pokemon", "xp"]], frame[["pokemon", "xp"]], check_dtype=False)
     # The documented loss: the nullable integer column comes back as float.
     assert back["n"].dtype == "float64"
-
-
-def test_every_backend_class_is_an_airflow_xcom_backend():
-    from airflow.sdk.bases.xcom import BaseXCom
-
-    for path in BACKENDS:
-        cls = load(path)
-        assert issubclass(cls, BaseXCom)
-        assert re.fullmatch(r"[A-Za-z0-9]+", cls.__name__)

@@ -3,12 +3,15 @@ mirror's read order."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import re
 import warnings
 
 import pytest
 
 from include.xcom_backend import XComReferenceError
+from include.xcom_backend.catalog import ALL_BACKENDS
 from include.xcom_backend.codecs import CODECS, COMPRESSIONS, UnknownFormat, formats_of
 from include.xcom_backend.reference import Reference, object_key
 from include.xcom_backend.registry import TABLE, open_store, row
@@ -19,6 +22,7 @@ from include.xcom_backend.settings import (
     threshold_bytes,
     value,
 )
+from tests.support.hostile_values import assert_same
 from tests.support.xcom_calls import load, pull
 
 MIRROR = "include.mirror_xcom_backend.S3GCSMirrorXComBackendJSON"
@@ -128,3 +132,37 @@ def test_the_mirror_falls_back_to_its_copy_only_for_references_it_wrote():
     ]
     other = [(s.scheme, s.bucket) for s in mirror._copies(_reference("s3", "another-bucket"))]
     assert other == [("s3", "another-bucket")]
+
+
+# --- what every public class does without touching its store -------------------------------------------
+
+BACKENDS = list(ALL_BACKENDS)
+
+
+@pytest.mark.parametrize("path", BACKENDS)
+@pytest.mark.parametrize(
+    "value",
+    [42, "plain", {"a": [1, 2]}, None, "xcom_s3:/almost", dt.datetime(2026, 1, 1)],
+    ids=["int", "str", "dict", "none", "near-prefix", "datetime"],
+)
+def test_values_airflow_wrote_to_the_database_pass_through(path, value):
+    from airflow.sdk.bases.xcom import BaseXCom
+
+    stored = json.loads(json.dumps(BaseXCom.serialize_value(value)))
+    assert_same(value, pull(load(path), stored))
+
+
+@pytest.mark.parametrize("path", BACKENDS)
+def test_a_reference_in_another_format_is_an_error_not_data(path):
+    legacy = "xcom_s3://manual__2026-01-01/extract/data_1b4e28ba-2fa1-11d2-883f-0016d3cca427.json"
+    with pytest.raises(XComReferenceError, match="format"):
+        pull(load(path), legacy)
+
+
+def test_every_backend_class_is_an_airflow_xcom_backend():
+    from airflow.sdk.bases.xcom import BaseXCom
+
+    for path in BACKENDS:
+        cls = load(path)
+        assert issubclass(cls, BaseXCom)
+        assert re.fullmatch(r"[A-Za-z0-9]+", cls.__name__)
