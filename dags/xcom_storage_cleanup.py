@@ -3,7 +3,7 @@
 
 For the object-store XCom backend configured in `AIRFLOW__CORE__XCOM_BACKEND` (every store of it:
 both copies for the mirror backend), this DAG lists the objects under the XCom key prefix
-(`XCOM_BACKEND_KEY_PREFIX`, default `xcom`) and deletes
+(`AIRFLOW__XCOM_BACKEND__KEY_PREFIX`, default `xcom`) and deletes
 
 - **expired** objects, last modified more than `retention_days` ago, whether or not an XCom row
   still points at them (a later pull of such an XCom fails with `XComObjectNotFound`), and

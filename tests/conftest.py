@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated Airflow home, the local object stores, fresh buckets, a migrated DB.
+"""Shared fixtures: an isolated Airflow home, the local object stores, fresh buckets, a migrated DB,
+and for every test the backends' default settings and fresh store clients.
 
 Airflow reads its configuration when it is first imported, so the environment is set up at the
 top of this module, before any test module (or fixture) can import airflow.
@@ -40,6 +41,10 @@ from typing import Any, TypeVar  # noqa: E402
 
 import pytest  # noqa: E402
 
+from include.xcom_backend.registry import TABLE  # noqa: E402
+from include.xcom_backend.settings import OPTIONS  # noqa: E402
+from include.xcom_backend.stores.base import ObjectStore  # noqa: E402
+from tests.support.schemes import server_of  # noqa: E402
 from tools.servers import LocalServers, ServerStartError, unique_bucket_name  # noqa: E402
 
 T = TypeVar("T")
@@ -84,11 +89,36 @@ def start_or_skip(start: Callable[[], T], config: pytest.Config) -> T:
     pytest.skip(f"local object stores unavailable ({error.reason.splitlines()[0]}); run `make setup`")
 
 
+_SETTING_VARS = [
+    name
+    for option in [*OPTIONS.values(), *(o for row in TABLE.values() for o in row.options.values())]
+    for name in (option.env_var, option.legacy)
+    if name
+]
+
+
+@pytest.fixture(autouse=True)
+def reset_stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], None]]:
+    """Every test starts from the default [xcom_backend] settings and builds fresh store clients.
+
+    The adapters cache one client per bucket and connection id; a test that changes what a
+    connection says (its variable) in the middle calls the returned function to drop them."""
+    for name in _SETTING_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+    def reset() -> None:
+        ObjectStore._instances.clear()
+
+    reset()
+    yield reset
+    reset()
+
+
 @pytest.fixture(scope="session")
 def local_stores(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[LocalServers]:
-    """The servers of every store in the store table, started once for the whole session.
+    """SeaweedFS (S3 and MinIO), Azurite and fake-gcs-server, started once for the whole session.
 
     Their connection variables (``LocalServers.env()``) are in ``os.environ`` while it is active and
     the default buckets exist. Tests that need isolation take a bucket from ``new_bucket``.
@@ -126,21 +156,40 @@ def bucket_name() -> str:
 
 @pytest.fixture
 def new_bucket(local_stores: LocalServers) -> Iterator[Callable[..., str]]:
-    """Factory: ``new_bucket(scheme)`` ("s3", "gcs", "wasb", "minio": a store with a local server)
-    creates a fresh bucket and returns its name; it is deleted with its contents after the test."""
-    created: list[tuple[str, str]] = []
+    """Factory: ``new_bucket(scheme)`` creates a fresh bucket (container) on the server of that store
+    and returns its name; it is deleted with its contents after the test."""
+    created: list[tuple[Any, str]] = []
 
     def make(scheme: str, prefix: str = "t") -> str:
         name = unique_bucket_name(prefix)
-        local_stores.create_bucket(scheme, name)
-        created.append((scheme, name))
+        server = server_of(local_stores, scheme)
+        server.create_bucket(name)
+        created.append((server, name))
         return name
 
     yield make
-    for scheme, name in reversed(created):
+    for server, name in reversed(created):
         # The test may have deleted it already; the data dir goes away with the session anyway.
         with contextlib.suppress(Exception):
-            local_stores.delete_bucket_recursive(scheme, name)
+            server.delete_bucket_recursive(name)
+
+
+@pytest.fixture
+def use_new_bucket(
+    new_bucket: Callable[..., str], monkeypatch: pytest.MonkeyPatch, reset_stores: Callable[[], None]
+) -> Callable[[str], tuple[Any, str]]:
+    """Factory: ``use_new_bucket(scheme)`` points the settings at a fresh bucket of that store and
+    returns the store's public JSON backend class and the bucket."""
+    from tests.support.schemes import bucket_var, json_backend
+    from tests.support.xcom_calls import load
+
+    def use(scheme: str) -> tuple[Any, str]:
+        bucket = new_bucket(scheme)
+        monkeypatch.setenv(bucket_var(scheme), bucket)
+        reset_stores()
+        return load(json_backend(scheme)), bucket
+
+    return use
 
 
 @pytest.fixture

@@ -19,44 +19,25 @@ from typing import Any
 
 import pytest
 
-from include.xcom_backend.cleanup import (
+from include.xcom_backend.cleanup import clean_store, configured_stores
+from include.xcom_backend.reference import (
+    Reference,
     XComGroup,
-    clean_store,
-    configured_stores,
     is_xcom_object,
     key_prefix,
+    object_key,
     parse_object_key,
+    run_prefix,
 )
-from include.xcom_backend.reference import Reference, object_key
-from include.xcom_backend.stores import STORES
+from include.xcom_backend.registry import open_store
 from include.xcom_backend.stores.base import ObjectStore
-from tests.test_faults import (
-    KINDS,
-    REPO_ROOT,
-    copy_airflow_home,
-    dag_env,
-    load,
-    push,
-    run_test_dag,
-    store_scheme,
-    use_new_bucket,
-)
+from tests.support.dagruns import REPO_ROOT, copy_airflow_home, dag_env, run_test_dag
+from tests.support.schemes import SERVED, bucket_var, json_backend
+from tests.support.xcom_calls import push
 from tools.dagrun import run_dag_test
-
-pytestmark = pytest.mark.stores
 
 DAG_FILE = REPO_ROOT / "dags" / "xcom_storage_cleanup.py"
 RETENTION = timedelta(days=30)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_clients(local_stores, monkeypatch):
-    monkeypatch.setenv("XCOM_BACKEND_KEY_PREFIX", "xcom")
-    for name in ("XCOM_BACKEND_THRESHOLD_BYTES", "XCOM_BACKEND_COMPRESSION"):
-        monkeypatch.delenv(name, raising=False)
-    ObjectStore._instances.clear()
-    yield
-    ObjectStore._instances.clear()
 
 
 # --- object keys say which XCom they belong to ------------------------------------------------------
@@ -98,6 +79,7 @@ def test_keys_the_backends_did_not_write_are_not_taken_for_xcoms():
     ):
         assert parse_object_key(key, "xcom") is None, key
     assert key_prefix("team/xcom/") == "team/xcom/" and key_prefix("") == ""
+    assert run_prefix(built) == "xcom/d/r/"
 
 
 # --- what goes and what stays, on every store ------------------------------------------------------
@@ -122,10 +104,11 @@ class Rows:
         return self.references.get(group, set())
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_cleanup_selects_expired_and_orphaned_objects_and_deletes_in_batches(kind, new_bucket, monkeypatch):
-    cls, bucket = use_new_bucket(kind, new_bucket, monkeypatch)
-    store = STORES[store_scheme(kind)](bucket)
+@pytest.mark.stores
+@pytest.mark.parametrize("scheme", SERVED)
+def test_cleanup_selects_expired_and_orphaned_objects_and_deletes_in_batches(scheme, use_new_bucket):
+    cls, bucket = use_new_bucket(scheme)
+    store = open_store(scheme, bucket)
     rows = Rows()
     # Three mapped instances whose rows exist, two whose rows are gone, and a replaced value.
     for i in range(3):
@@ -164,16 +147,16 @@ def test_cleanup_selects_expired_and_orphaned_objects_and_deletes_in_batches(kin
     assert "expired (" in expired.summary() and "deleted 4" in expired.summary()
 
 
-def test_grace_longer_than_retention_is_refused(new_bucket, monkeypatch):
-    cls, bucket = use_new_bucket("s3", new_bucket, monkeypatch)
+def test_grace_longer_than_retention_is_refused():
     with pytest.raises(ValueError, match="grace"):
-        clean_store(STORES["s3"](bucket), lookup=Rows(), retention=timedelta(days=1), grace=timedelta(days=2))
+        clean_store(open_store("s3"), lookup=Rows(), retention=timedelta(days=1), grace=timedelta(days=2))
 
 
-def test_the_configured_backend_names_the_stores_to_clean():
-    for path in KINDS.values():
-        stores = configured_stores(path.backend)
-        assert [s.scheme for s in stores] == [load(path.backend).stores[0]]
+def test_the_configured_backend_names_the_stores_to_clean(monkeypatch):
+    for scheme in SERVED:
+        assert [s.scheme for s in configured_stores(json_backend(scheme))] == [scheme]
+    monkeypatch.setenv("AIRFLOW__CORE__XCOM_BACKEND", json_backend("gcs"))
+    assert [s.scheme for s in configured_stores()] == ["gcs"], "Airflow's resolver finds the configured one"
     mirror = configured_stores("include.mirror_xcom_backend.S3GCSMirrorXComBackendJSON")
     assert [s.scheme for s in mirror] == ["s3", "gcs"]
     for other in ("", "airflow.sdk.bases.xcom.BaseXCom"):
@@ -256,14 +239,15 @@ def airflow(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return result
 
 
+@pytest.mark.stores
 @pytest.mark.e2e
 def test_clear_and_rerun_purges_the_old_object_and_the_dag_deletes_orphans(
     airflow_db, local_stores, new_bucket, tmp_path
 ):
     bucket = new_bucket("s3")
     home = copy_airflow_home(airflow_db, tmp_path / "airflow-home")
-    env = dag_env(home, local_stores, backend=KINDS["s3"].backend, extra={"XCOM_BACKEND_S3_BUCKET": bucket})
-    store = STORES["s3"](bucket)
+    env = dag_env(home, local_stores, backend=json_backend("s3"), extra={bucket_var("s3"): bucket})
+    store = open_store("s3", bucket)
     store.put("notes/keep.txt", b"not an XCom", content_type="text/plain", metadata={})
 
     first = run_test_dag("xcom_pair", env)

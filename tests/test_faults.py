@@ -1,19 +1,16 @@
 """When the store fails, every backend says what failed and never hands a reference on as data.
 
-Against the real local servers: a dead endpoint on push (in a real `airflow dags test` run: the task
-fails and no XCom row is written) and on pull (bounded retries with doubling back-off, then an error
-naming the reference); an object deleted out of band, corrupted, a missing bucket and refused
+Against the real local servers: an endpoint that refuses connections and one that accepts and never
+answers, on push and pull of every store (the attempts counted at the SDK's transport, the time
+bounded by the retry settings; in a real `airflow dags test` run a failed push fails the task and
+writes no XCom row); an object deleted out of band, corrupted, a missing bucket and refused
 credentials, each its own error class; and a push killed in the middle of a 200 MB upload, which
 must leave nothing a reader could take for the whole value.
-
-The helpers at the top (`dag_env`, `xcom_rows`, `copy_airflow_home`) are shared with the other
-modules that run the test DAGs of tests/dags_for_tests/.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import functools
 import hashlib
 import json
@@ -21,14 +18,11 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 
@@ -40,144 +34,16 @@ from include.xcom_backend import (
     XComStorageError,
     XComStoreUnreachable,
 )
-from include.xcom_backend.codecs import CODECS
+from include.xcom_backend.codecs import JSON_CODEC
 from include.xcom_backend.reference import Reference
-from include.xcom_backend.stores import STORES
-from include.xcom_backend.stores.base import ObjectStore
-from tests.xcom_calls import load, pull, push, store_of
-from tools.dagrun import DagTestResult, airflow_env, run_dag_test
+from include.xcom_backend.registry import open_store
+from tests.support.dagruns import REPO_ROOT, copy_airflow_home, dag_env, run_test_dag, xcom_rows
+from tests.support.endpoints import HungEndpoint, closed_port, counting_connects, failing_endpoint_env
+from tests.support.schemes import SERVED, bucket_var, json_backend
+from tests.support.xcom_calls import pull, push, store_of
 from tools.servers import LocalServers, unique_bucket_name
-from tools.servers.azurite import ACCOUNT as AZURITE_ACCOUNT
-from tools.servers.azurite import ACCOUNT_KEY as AZURITE_KEY
 
 pytestmark = pytest.mark.stores
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-TEST_DAGS = REPO_ROOT / "tests" / "dags_for_tests"
-
-
-class Kind(NamedTuple):
-    backend: str
-    bucket_var: str
-
-
-KINDS = {
-    "s3": Kind("include.s3_xcom_backend_json.S3XComBackendJSON", "XCOM_BACKEND_S3_BUCKET"),
-    "gcs": Kind("include.gcs_xcom_backend_json.GCSXComBackendJSON", "XCOM_BACKEND_GCS_BUCKET"),
-    "azure": Kind("include.azure_xcom_backend_json.WasbXComBackendJSON", "XCOM_BACKEND_AZURE_CONTAINER"),
-    "minio": Kind("include.minio_xcom_backend_json.MinIOXComBackendJSON", "XCOM_BACKEND_MINIO_BUCKET"),
-}
-
-
-# --- shared helpers -------------------------------------------------------------------------------
-
-
-def copy_airflow_home(airflow_db: Any, target: Path) -> Path:
-    """A private Airflow home whose DB is a copy of the session's migrated one (a copy is instant,
-    a migration ~10 s), so each module's runs and XCom rows are its own."""
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(airflow_db.home / "airflow.db", target / "airflow.db")
-    return target
-
-
-def dag_env(
-    home: Path,
-    local_stores: LocalServers,
-    *,
-    backend: str,
-    extra: Mapping[str, str] | None = None,
-    dags_folder: Path = TEST_DAGS,
-) -> dict[str, str]:
-    """Environment for `airflow dags test` of a test DAG with ``backend`` against the local stores."""
-    return airflow_env(
-        home,
-        xcom_backend=backend,
-        extra={**local_stores.env(), "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder), **(extra or {})},
-    )
-
-
-def run_test_dag(dag_id: str, env: Mapping[str, str], **kwargs: Any) -> DagTestResult:
-    # Parsing only the DAG's own file keeps each run a few seconds shorter.
-    return run_dag_test(dag_id, env, dag_file=TEST_DAGS / f"{dag_id}.py", **kwargs)
-
-
-_ROWS = """
-import json, sys
-from sqlalchemy import select
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-
-columns = (XComModel.run_id, XComModel.task_id, XComModel.map_index, XComModel.key, XComModel.value)
-with create_session() as session:
-    rows = session.execute(select(*columns).where(XComModel.dag_id == sys.argv[1])).all()
-print("ROWS " + json.dumps([dict(zip(("run_id", "task_id", "map_index", "key", "value"), r)) for r in rows]))
-"""
-
-
-def xcom_rows(env: Mapping[str, str], dag_id: str) -> list[dict[str, Any]]:
-    """The XCom table's rows of ``dag_id``, read through Airflow's own DB session in a subprocess."""
-    result = subprocess.run(
-        [sys.executable, "-c", _ROWS, dag_id],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    lines = [line for line in result.stdout.splitlines() if line.startswith("ROWS ")]
-    assert result.returncode == 0 and lines, f"reading the XCom table failed:\n{result.stderr[-3000:]}"
-    return json.loads(lines[-1][5:])
-
-
-@contextlib.contextmanager
-def closed_port() -> Iterator[int]:
-    """A port that refuses connections: bound but never listening, so nothing else can take it."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
-def dead_endpoint_env(kind: str, port: int, local_stores: LocalServers) -> dict[str, str]:
-    """The variables that point one store's backend at ``port`` with otherwise valid settings."""
-    url = f"http://127.0.0.1:{port}"
-    if kind == "s3":
-        conn = local_stores.seaweedfs.airflow_connection()
-        conn["extra"] = {**conn["extra"], "endpoint_url": url}
-        return {"AIRFLOW_CONN_S3_XCOM_BACKEND_CONN": json.dumps(conn)}
-    if kind == "minio":
-        return {"MINIO_IP": f"127.0.0.1:{port}"}
-    if kind == "azure":
-        connection_string = (
-            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint={url}/{AZURITE_ACCOUNT};"
-        )
-        conn = {"conn_type": "wasb", "extra": {"connection_string": connection_string}}
-        return {"AIRFLOW_CONN_AZURE_XCOM_BACKEND_CONN": json.dumps(conn)}
-    return {"STORAGE_EMULATOR_HOST": url}
-
-
-# --- fixtures -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(autouse=True)
-def _fresh_clients(local_stores: LocalServers, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("XCOM_BACKEND_KEY_PREFIX", "xcom")
-    for name in (
-        "XCOM_BACKEND_THRESHOLD_BYTES",
-        "XCOM_BACKEND_COMPRESSION",
-        "XCOM_BACKEND_READ_ATTEMPTS",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    ObjectStore._instances.clear()
-    yield
-    ObjectStore._instances.clear()
-
-
-def use_new_bucket(kind: str, new_bucket: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
-    bucket = new_bucket(store_scheme(kind))
-    monkeypatch.setenv(KINDS[kind].bucket_var, bucket)
-    ObjectStore._instances.clear()
-    return load(KINDS[kind].backend), bucket
 
 
 def fails_with(cls: Any, stored: Any, error: type[Exception], *fragments: str) -> Exception:
@@ -194,9 +60,11 @@ def fails_with(cls: Any, stored: Any, error: type[Exception], *fragments: str) -
 # --- each failure is its own error ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_corrupted_deleted_and_missing_bucket_are_distinct_errors(kind, new_bucket, monkeypatch):
-    cls, bucket = use_new_bucket(kind, new_bucket, monkeypatch)
+@pytest.mark.parametrize("scheme", SERVED)
+def test_corrupted_deleted_and_missing_bucket_are_distinct_errors(
+    scheme, use_new_bucket, monkeypatch, reset_stores
+):
+    cls, bucket = use_new_bucket(scheme)
     stored = push(cls, {"amount": 100})
     store, reference = store_of(stored)
     assert pull(cls, stored) == {"amount": 100}
@@ -208,8 +76,8 @@ def test_corrupted_deleted_and_missing_bucket_are_distinct_errors(kind, new_buck
     deleted = fails_with(cls, stored, XComObjectNotFound, str(reference), repr(bucket))
 
     missing = unique_bucket_name()
-    monkeypatch.setenv(KINDS[kind].bucket_var, missing)
-    ObjectStore._instances.clear()
+    monkeypatch.setenv(bucket_var(scheme), missing)
+    reset_stores()
     with pytest.raises(XComBucketNotFound, match=re.escape(repr(missing))):
         push(cls, {"amount": 1})
     ghost = str(Reference(reference.scheme, missing, reference.key, reference.sha256))
@@ -218,11 +86,11 @@ def test_corrupted_deleted_and_missing_bucket_are_distinct_errors(kind, new_buck
     assert len({type(corrupted), type(deleted), type(no_bucket)}) == 3
 
 
-def wrong_credentials_env(kind: str, local_stores: LocalServers) -> dict[str, str]:
-    if kind == "s3":
+def wrong_credentials_env(scheme: str, local_stores: LocalServers) -> dict[str, str]:
+    if scheme == "s3":
         conn = local_stores.seaweedfs.airflow_connection() | {"password": "wrong-secret-Zq81"}
         return {"AIRFLOW_CONN_S3_XCOM_BACKEND_CONN": json.dumps(conn)}
-    if kind == "minio":
+    if scheme == "minio":
         return {"MINIO_SECRET_KEY": "wrong-secret-Zq81"}
     wrong_key = base64.b64encode(b"wrong-secret-Zq81 is not the azurite key").decode()
     conn = {
@@ -232,13 +100,15 @@ def wrong_credentials_env(kind: str, local_stores: LocalServers) -> dict[str, st
     return {"AIRFLOW_CONN_AZURE_XCOM_BACKEND_CONN": json.dumps(conn)}
 
 
-@pytest.mark.parametrize("kind", ["s3", "azure", "minio"])
-def test_refused_credentials_are_access_denied(kind, local_stores, new_bucket, monkeypatch):
-    cls, bucket = use_new_bucket(kind, new_bucket, monkeypatch)
+@pytest.mark.parametrize("scheme", ["s3", "wasb", "minio"])
+def test_refused_credentials_are_access_denied(
+    scheme, local_stores, use_new_bucket, monkeypatch, reset_stores
+):
+    cls, bucket = use_new_bucket(scheme)
     stored = push(cls, [1, 2, 3])
-    for name, value in wrong_credentials_env(kind, local_stores).items():
+    for name, value in wrong_credentials_env(scheme, local_stores).items():
         monkeypatch.setenv(name, value)
-    ObjectStore._instances.clear()
+    reset_stores()
 
     with pytest.raises(XComAccessDenied) as info:
         push(cls, [4, 5, 6])
@@ -248,14 +118,14 @@ def test_refused_credentials_are_access_denied(kind, local_stores, new_bucket, m
         assert base64.b64encode(b"wrong-secret-Zq81").decode()[:12] not in str(error)
 
 
-def test_gcs_refusal_maps_to_access_denied_though_fake_gcs_has_no_auth(local_stores, new_bucket, monkeypatch):
+def test_gcs_refusal_maps_to_access_denied_though_fake_gcs_has_no_auth(use_new_bucket, monkeypatch):
     """fake-gcs-server has no authentication: it accepts any credentials, or none, so a refusal
     cannot be produced against it. What can be shown is that GCS's answer to one (403 Forbidden,
     401, or a token that cannot be refreshed) becomes the same XComAccessDenied as elsewhere."""
     import google.auth.exceptions
     from google.api_core import exceptions as gexc
 
-    cls, bucket = use_new_bucket("gcs", new_bucket, monkeypatch)
+    cls, bucket = use_new_bucket("gcs")
     stored = push(cls, "kept")
     store, _ = store_of(stored)
     for refusal in (
@@ -271,61 +141,77 @@ def test_gcs_refusal_maps_to_access_denied_though_fake_gcs_has_no_auth(local_sto
         fails_with(cls, stored, XComAccessDenied, repr(bucket))
 
 
-# --- a dead endpoint --------------------------------------------------------------------------------
+# --- a refused and a hung endpoint ----------------------------------------------------------------
+# Small timeouts so that each case takes seconds; the bound asserted is the one the settings give.
+def _point_at(
+    scheme: str, port: int, attempts: int, local_stores: LocalServers, monkeypatch: Any, reset: Any
+) -> None:
+    quick = {
+        "AIRFLOW__XCOM_BACKEND__ATTEMPTS": str(attempts),
+        "AIRFLOW__XCOM_BACKEND__CONNECT_TIMEOUT": "1",
+        "AIRFLOW__XCOM_BACKEND__READ_TIMEOUT": "1",
+    }
+    for name, value in {**quick, **failing_endpoint_env(scheme, port, local_stores)}.items():
+        monkeypatch.setenv(name, value)
+    reset()
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_dead_endpoint_push_names_it_and_pull_retries_with_backoff(
-    kind, local_stores, new_bucket, monkeypatch
+def _fails_unreachable(call: Any) -> tuple[XComStoreUnreachable, float]:
+    """The error ``call`` raises, and when (time.monotonic())."""
+    with pytest.raises(XComStoreUnreachable) as info:
+        call()
+    return info.value, time.monotonic()
+
+
+@pytest.mark.parametrize("scheme", SERVED)
+def test_a_refused_endpoint_ends_push_and_pull_within_the_bound(
+    scheme, local_stores, use_new_bucket, monkeypatch, reset_stores
 ):
-    import include.xcom_backend.backend as backend_module
-
-    cls, bucket = use_new_bucket(kind, new_bucket, monkeypatch)
+    cls, _ = use_new_bucket(scheme)
     stored = push(cls, {"written": "before the store went away"})
-    with closed_port() as port:
-        for name, value in dead_endpoint_env(kind, port, local_stores).items():
-            monkeypatch.setenv(name, value)
-        ObjectStore._instances.clear()
-        endpoint = f"127.0.0.1:{port}"
+    with closed_port() as port, counting_connects(port) as connects:
+        _point_at(scheme, port, 3, local_stores, monkeypatch, reset_stores)
+        store = open_store(scheme)
+        pushed, pushed_at = _fails_unreachable(lambda: push(cls, {"written": "while it is away"}))
+        push_times = list(connects.times)
+        pulled, pulled_at = _fails_unreachable(lambda: pull(cls, stored))
+        pull_times = connects.times[len(push_times) :]
 
-        with pytest.raises(XComStoreUnreachable, match=re.escape(endpoint)):
-            push(cls, {"written": "while it is away"})
-
-        # Count the attempts on the very store instance the backend will use, and record the
-        # back-off instead of sleeping through it.
-        store, reference = store_of(stored)
-        attempts: list[float] = []
-        real_get = store._get
-
-        def counting_get(key: str) -> bytes:
-            attempts.append(time.monotonic())
-            return real_get(key)
-
-        delays: list[float] = []
-        monkeypatch.setattr(store, "_get", counting_get)
-        monkeypatch.setattr(backend_module, "time", SimpleNamespace(sleep=delays.append))
-        began = time.monotonic()
-        error = fails_with(cls, stored, XComStoreUnreachable, endpoint, str(reference))
-        elapsed = time.monotonic() - began
-
-    assert len(attempts) == 4, "XCOM_BACKEND_READ_ATTEMPTS defaults to 4"
-    assert delays == [0.5, 1.0, 2.0]
-    assert elapsed < 30, f"{kind}: each failed attempt should be quick, took {elapsed:.1f} s in all"
-    assert "while reading" in str(error)
+    endpoint = f"127.0.0.1:{port}"
+    assert endpoint in str(pushed) and endpoint in str(pulled)
+    assert f"while reading {stored}" in str(pulled)
+    # One connection per attempt: no SDK retries under the policy's.
+    assert (len(push_times), len(pull_times)) == (store.policy.attempts, store.policy.attempts)
+    for times, failed_at in ((push_times, pushed_at), (pull_times, pulled_at)):
+        seconds = failed_at - times[0]
+        assert sum(store.policy.backoffs()) <= seconds <= store.failure_bound, (scheme, seconds)
 
 
-def test_pull_backoff_really_waits(local_stores, new_bucket, monkeypatch):
-    cls, _ = use_new_bucket("s3", new_bucket, monkeypatch)
-    stored = push(cls, 1)
-    monkeypatch.setenv("XCOM_BACKEND_READ_ATTEMPTS", "3")
-    with closed_port() as port:
-        for name, value in dead_endpoint_env("s3", port, local_stores).items():
-            monkeypatch.setenv(name, value)
-        ObjectStore._instances.clear()
-        began = time.monotonic()
-        fails_with(cls, stored, XComStoreUnreachable, f"127.0.0.1:{port}")
-        elapsed = time.monotonic() - began
-    assert 1.5 <= elapsed < 15, f"3 attempts wait 0.5 s + 1 s between them; took {elapsed:.1f} s"
+@pytest.mark.parametrize("scheme", SERVED)
+def test_a_hung_endpoint_ends_push_and_pull_within_the_bound(
+    scheme, local_stores, use_new_bucket, monkeypatch, reset_stores
+):
+    cls, _ = use_new_bucket(scheme)
+    stored = push(cls, {"written": "before the store hung"})
+    with HungEndpoint() as hung:
+        _point_at(scheme, hung.port, 2, local_stores, monkeypatch, reset_stores)
+        store = open_store(scheme)
+        pushed, pushed_at = _fails_unreachable(lambda: push(cls, {"written": "while it hangs"}))
+        push_attempts, push_began = hung.accepted, hung.first_accepted
+        hung.first_accepted = None
+        pulled, pulled_at = _fails_unreachable(lambda: pull(cls, stored))
+        pull_attempts, pull_began = hung.accepted - push_attempts, hung.first_accepted
+
+    assert f"127.0.0.1:{hung.port}" in str(pushed) and str(stored) in str(pulled)
+    policy = store.policy
+    assert (policy.attempts, push_attempts, pull_attempts) == (2, 2, 2)
+    for began, failed_at in ((push_began, pushed_at), (pull_began, pulled_at)):
+        assert began is not None
+        # Each attempt waited for its read timeout (less the server thread's lag in noting the
+        # first connection), and all of them ended within the bound.
+        seconds = failed_at - began
+        assert seconds >= policy.attempts * policy.read_timeout - 0.1, (scheme, seconds)
+        assert seconds <= store.failure_bound, (scheme, seconds)
 
 
 @pytest.fixture(scope="module")
@@ -339,8 +225,8 @@ def test_push_to_a_dead_store_fails_the_task_and_writes_no_xcom_row(faults_home,
         env = dag_env(
             faults_home,
             local_stores,
-            backend=KINDS["s3"].backend,
-            extra=dead_endpoint_env("s3", port, local_stores),
+            backend=json_backend("s3"),
+            extra=failing_endpoint_env("s3", port, local_stores),
         )
         result = run_test_dag("xcom_pair", env, conf={"payload": "never-stored"})
 
@@ -389,10 +275,8 @@ def _bytes_sent(pid: int, seen: dict[str, int]) -> int:
 
 
 @pytest.mark.skipif(shutil.which("ss") is None, reason="needs `ss` (iproute2) to watch the upload")
-@pytest.mark.parametrize("kind", ["s3", "azure"])
-def test_a_push_killed_mid_upload_leaves_no_object_readable_as_whole(
-    kind, local_stores, new_bucket, monkeypatch
-):
+@pytest.mark.parametrize("scheme", ["s3", "wasb"])
+def test_a_push_killed_mid_upload_leaves_no_object_readable_as_whole(scheme, local_stores, use_new_bucket):
     """The two commit protocols. S3 uploads 200 MB as a multipart upload whose parts stay invisible
     until the final CompleteMultipartUpload, so a killed upload leaves an incomplete upload, not an
     object (the AbortIncompleteMultipartUpload rule of docs/operating.md reclaims its parts); the
@@ -401,10 +285,10 @@ def test_a_push_killed_mid_upload_leaves_no_object_readable_as_whole(
     (GCS's resumable upload likewise becomes an object only when finalised; fake-gcs-server would
     only show the emulator's behaviour, so it is left out to save time.) Whatever a store does, the
     reference's checksum is the last guard."""
-    cls, bucket = use_new_bucket(kind, new_bucket, monkeypatch)
+    cls, bucket = use_new_bucket(scheme)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     child = subprocess.Popen(
-        [sys.executable, "-c", _BIG_PUSH, KINDS[kind].backend, str(BIG)],
+        [sys.executable, "-c", _BIG_PUSH, json_backend(scheme), str(BIG)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -429,20 +313,20 @@ def test_a_push_killed_mid_upload_leaves_no_object_readable_as_whole(
     assert sum(seen.values()) < BIG, "killed after the last byte was sent"
 
     checksum = big_value_checksum()
-    store = STORES[store_scheme(kind)](bucket)
+    store = open_store(scheme, bucket)
     leftovers = list(store.list("xcom/killed/"))
     for item in leftovers:
         reference = str(Reference(store.scheme, bucket, item.key, checksum))
         with pytest.raises((XComIntegrityError, XComObjectNotFound)):
             pull(cls, reference)
-    assert leftovers == [], f"{kind}: a killed upload left {[(o.key, o.size) for o in leftovers]}"
+    assert leftovers == [], f"{scheme}: a killed upload left {[(o.key, o.size) for o in leftovers]}"
 
     # The upload was caught half way, in the state each protocol keeps until its final step.
-    if kind == "s3":
+    if scheme == "s3":
         client = local_stores.seaweedfs.client()
         uploads = client.list_multipart_uploads(Bucket=bucket, Prefix="xcom/killed/").get("Uploads", [])
         assert uploads, "no incomplete multipart upload: the kill did not interrupt the upload"
-    elif kind == "azure":
+    elif scheme == "wasb":
         container = local_stores.azurite.client().get_container_client(bucket)
         staged = list(container.list_blobs(name_starts_with="xcom/killed/", include=["uncommittedblobs"]))
         assert staged, "no uncommitted blocks: the kill did not interrupt the upload"
@@ -451,8 +335,4 @@ def test_a_push_killed_mid_upload_leaves_no_object_readable_as_whole(
 @functools.cache
 def big_value_checksum() -> str:
     """What a reader would check the object against: the checksum of the complete upload."""
-    return hashlib.sha256(CODECS[".json"].encode("x" * BIG)).hexdigest()
-
-
-def store_scheme(kind: str) -> str:
-    return "wasb" if kind == "azure" else kind
+    return hashlib.sha256(JSON_CODEC.encode("x" * BIG).data).hexdigest()

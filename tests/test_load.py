@@ -28,37 +28,30 @@ from pathlib import Path
 import pytest
 
 from include.xcom_backend.reference import Reference
-from include.xcom_backend.stores import STORES
-from include.xcom_backend.stores.base import ObjectStore
-from tests.test_faults import REPO_ROOT, copy_airflow_home, dag_env, run_test_dag
+from include.xcom_backend.registry import TABLE, open_store
+from tests.support.dagruns import REPO_ROOT, copy_airflow_home, dag_env, run_test_dag
+from tests.support.schemes import SERVED, bucket_var
 
 pytestmark = pytest.mark.stores
 
 WIDTH = 200
-PANDAS_BACKENDS = {
-    "s3": "include.s3_xcom_backend_pandas.S3XComBackendPandas",
-    "gcs": "include.gcs_xcom_backend_pandas.GCSXComBackendPandas",
-    "azure": "include.azure_xcom_backend_pandas.WasbXComBackendPandas",
-    "minio": "include.minio_xcom_backend_pandas.MinIOXComBackendPandas",
-}
+PANDAS_BACKENDS = {scheme: TABLE[scheme].pandas_backend for scheme in SERVED}
 
 
 @pytest.mark.e2e
 def test_200_mapped_pushes_give_200_distinct_objects_and_intact_values(
-    airflow_db, local_stores, new_bucket, tmp_path
+    airflow_db, local_stores, new_bucket, tmp_path, reset_stores
 ):
     bucket = new_bucket("minio")
     home = copy_airflow_home(airflow_db, tmp_path / "airflow-home")
     # The template's default backend (.env.example): MinIO API, pandas enabled.
-    env = dag_env(
-        home, local_stores, backend=PANDAS_BACKENDS["minio"], extra={"XCOM_BACKEND_MINIO_BUCKET": bucket}
-    )
+    env = dag_env(home, local_stores, backend=PANDAS_BACKENDS["minio"], extra={bucket_var("minio"): bucket})
     result = run_test_dag("xcom_fanout", env, timeout=600)
 
     assert result.state == "success", result.output[-20000:]
     assert f"COLLECTED {WIDTH} intact values" in result.lines, result.output[-5000:]
-    ObjectStore._instances.clear()
-    objects = list(STORES["minio"](bucket).list("xcom/xcom_fanout/"))
+    reset_stores()
+    objects = list(open_store("minio", bucket).list("xcom/xcom_fanout/"))
     segments = [item.key.split("/") for item in objects]
     assert len({item.key for item in objects}) == len(objects) == WIDTH
     assert {parts[3] for parts in segments} == {"fan_out"}
@@ -67,7 +60,9 @@ def test_200_mapped_pushes_give_200_distinct_objects_and_intact_values(
 
 @pytest.mark.e2e
 @pytest.mark.skipif(os.environ.get("XCOM_SLOW_TESTS") != "1", reason="~4 min; set XCOM_SLOW_TESTS=1")
-def test_200_mapped_pushes_under_the_local_executor(airflow_db, local_stores, new_bucket, tmp_path):
+def test_200_mapped_pushes_under_the_local_executor(
+    airflow_db, local_stores, new_bucket, tmp_path, reset_stores
+):
     bucket = new_bucket("s3")
     home = copy_airflow_home(airflow_db, tmp_path / "airflow-home")
     with socket.socket() as sock:
@@ -78,7 +73,7 @@ def test_200_mapped_pushes_under_the_local_executor(airflow_db, local_stores, ne
         local_stores,
         backend="include.s3_xcom_backend_json.S3XComBackendJSON",
         extra={
-            "XCOM_BACKEND_S3_BUCKET": bucket,
+            bucket_var("s3"): bucket,
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
@@ -114,8 +109,8 @@ def test_200_mapped_pushes_under_the_local_executor(airflow_db, local_stores, ne
     output = result.stdout + result.stderr
     assert "Loaded executor: :LocalExecutor:" in output and "state=success" in output, output[-5000:]
     assert f"COLLECTED {WIDTH} intact values" in output
-    ObjectStore._instances.clear()
-    assert len(list(STORES["s3"](bucket).list("xcom/xcom_fanout/"))) == WIDTH
+    reset_stores()
+    assert len(list(open_store("s3", bucket).list("xcom/xcom_fanout/"))) == WIDTH
 
 
 _PRODUCER = """
@@ -127,11 +122,12 @@ frame = pd.DataFrame(
     {"n": pd.array([1, None, 3], dtype="Int64"), "when": pd.date_range("2026-01-01", periods=3, tz="UTC")}
 )
 stored = {}
-for kind, path in json.loads(sys.argv[1]).items():
+for scheme, path in json.loads(sys.argv[1]).items():
     module, _, name = path.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
     ids = dict(key="return_value", task_id="producer", dag_id="cross_host", run_id="run_1", map_index=-1)
-    stored[kind] = [cls.serialize_value(frame, **ids), cls.serialize_value({"rows": 3, "kind": kind}, **ids)]
+    small = {"rows": 3, "scheme": scheme}
+    stored[scheme] = [cls.serialize_value(frame, **ids), cls.serialize_value(small, **ids)]
 print("STORED " + json.dumps(stored))
 """
 
@@ -146,12 +142,12 @@ expected = pd.DataFrame(
     {"n": pd.array([1, None, 3], dtype="Int64"), "when": pd.date_range("2026-01-01", periods=3, tz="UTC")}
 )
 stored = json.loads(sys.argv[2])
-for kind, path in json.loads(sys.argv[1]).items():
+for scheme, path in json.loads(sys.argv[1]).items():
     module, _, name = path.rpartition(".")
     cls = getattr(importlib.import_module(module), name)
-    frame, small = (cls.deserialize_value(Row(value)) for value in stored[kind])
+    frame, small = (cls.deserialize_value(Row(value)) for value in stored[scheme])
     pd.testing.assert_frame_equal(frame, expected, check_exact=True)
-    assert small == {"rows": 3, "kind": kind}, small
+    assert small == {"rows": 3, "scheme": scheme}, small
 print("PULLED " + json.dumps(sorted(stored)) + " in " + os.getcwd())
 """
 
@@ -167,8 +163,8 @@ def isolated_env(root: Path) -> dict[str, str]:
         "AIRFLOW_HOME": str(root / "airflow"),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{root / 'airflow' / 'airflow.db'}",
         "PYTHONPATH": str(REPO_ROOT),
-        "XCOM_BACKEND_KEY_PREFIX": "xcom",
-        "XCOM_BACKEND_THRESHOLD_BYTES": "0",
+        "AIRFLOW__XCOM_BACKEND__KEY_PREFIX": "xcom",
+        "AIRFLOW__XCOM_BACKEND__THRESHOLD_BYTES": "0",
     }
 
 
@@ -189,10 +185,10 @@ def test_producer_and_consumer_share_nothing_but_the_bucket(local_stores, tmp_pa
     stored = json.loads(lines[-1][7:])
     shutil.rmtree(producer_root)  # whatever the producer left on its disk is gone
 
-    for kind, values in stored.items():
+    for scheme, values in stored.items():
         for value in values:
             reference = Reference.parse(value)
-            assert reference is not None and reference.key.startswith("xcom/cross_host/"), (kind, value)
+            assert reference is not None and reference.key.startswith("xcom/cross_host/"), (scheme, value)
 
     consumed = subprocess.run(
         [sys.executable, "-c", _CONSUMER, backends, json.dumps(stored)],

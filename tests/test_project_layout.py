@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from include.xcom_backend.catalog import ALL_BACKENDS
 from tools.airflow_settings import load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,17 +46,8 @@ ASTRO_FILES = [
 ]
 ASTRO_DIRS = ["dags", "include", "tests"]
 
-BACKEND_CLASSES = [
-    "include.s3_xcom_backend_json.S3XComBackendJSON",
-    "include.s3_xcom_backend_pandas.S3XComBackendPandas",
-    "include.gcs_xcom_backend_json.GCSXComBackendJSON",
-    "include.gcs_xcom_backend_pandas.GCSXComBackendPandas",
-    "include.azure_xcom_backend_json.WasbXComBackendJSON",
-    "include.azure_xcom_backend_pandas.WasbXComBackendPandas",
-    "include.minio_xcom_backend_json.MinIOXComBackendJSON",
-    "include.minio_xcom_backend_pandas.MinIOXComBackendPandas",
-    "include.mirror_xcom_backend.S3GCSMirrorXComBackendJSON",
-]
+# The catalogue, derived from the store table (importing it imports no SDK).
+BACKEND_CLASSES = list(ALL_BACKENDS)
 
 # Azurite's development account key, published by Microsoft: the one key allowed in committed files.
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -228,22 +220,15 @@ def test_offered_backend_class_exists(dotted: str) -> None:
 
 
 def test_env_example_documents_the_backend_settings() -> None:
-    expected = {
-        "XCOM_BACKEND_S3_CONN_ID": "s3_xcom_backend_conn",
-        "XCOM_BACKEND_S3_BUCKET": "s3-xcom-backend-example",
-        "XCOM_BACKEND_GCS_CONN_ID": "gcs_xcom_backend_conn",
-        "XCOM_BACKEND_GCS_BUCKET": "gcs-xcom-backend-example",
-        "XCOM_BACKEND_AZURE_CONN_ID": "azure_xcom_backend_conn",
-        "XCOM_BACKEND_AZURE_CONTAINER": "custom-xcom-backend",
-        "XCOM_BACKEND_MINIO_BUCKET": "custom-xcom-backend",
-        "MINIO_SECURE": "false",
-        "XCOM_BACKEND_THRESHOLD_BYTES": "0",
-        "XCOM_BACKEND_COMPRESSION": "",
-        "XCOM_BACKEND_PANDAS_FORMAT": "parquet",
-        "XCOM_BACKEND_KEY_PREFIX": "xcom",
-    }
-    env = active_env()
-    assert {name: env.get(name) for name in expected} == expected
+    from include.xcom_backend.registry import TABLE
+    from include.xcom_backend.settings import OPTIONS
+
+    options = [*OPTIONS.values(), *(o for row in TABLE.values() if row.server for o in row.options.values())]
+    documented = {name: value for _, name, value in env_example()}
+    for option in options:
+        # Every option appears with its default (or empty, which means the default).
+        assert documented.get(option.env_var) in (option.default, ""), option.env_var
+    assert active_env()["MINIO_SECURE"] == "false"
     # Commented out: it redirects every Google Cloud Storage call, real ones included.
     emulator = [(active, value) for active, name, value in env_example() if name == "STORAGE_EMULATOR_HOST"]
     assert emulator == [(False, "http://fake-gcs-server:4443")]
@@ -293,9 +278,9 @@ def test_s3_store_matches_env_example_and_connection() -> None:
         seaweedfs["environment"]["AWS_SECRET_ACCESS_KEY"],
     )
     buckets = set(_flag(command, "-bucket").split(","))
-    assert {env["XCOM_BACKEND_S3_BUCKET"], env["XCOM_BACKEND_MINIO_BUCKET"]} <= buckets
+    assert {env["AIRFLOW__XCOM_BACKEND__S3_BUCKET"], env["AIRFLOW__XCOM_BACKEND__MINIO_BUCKET"]} <= buckets
 
-    conn = load(ROOT / "airflow_settings.yaml").connection(env["XCOM_BACKEND_S3_CONN_ID"])
+    conn = load(ROOT / "airflow_settings.yaml").connection(env["AIRFLOW__XCOM_BACKEND__S3_CONN_ID"])
     assert (conn.login, conn.password) == (env["MINIO_ACCESS_KEY"], env["MINIO_SECRET_KEY"])
     assert urlsplit(json.loads(conn.extra)["endpoint_url"]).netloc == env["MINIO_IP"]
 
@@ -303,10 +288,10 @@ def test_s3_store_matches_env_example_and_connection() -> None:
 def test_gcs_store_matches_env_example() -> None:
     env = active_env()
     service = compose()["services"]["fake-gcs-server"]
-    assert f"/data/{env['XCOM_BACKEND_GCS_BUCKET']}" in service["tmpfs"]
+    assert f"/data/{env['AIRFLOW__XCOM_BACKEND__GCS_BUCKET']}" in service["tmpfs"]
     emulator = next(value for _, name, value in env_example() if name == "STORAGE_EMULATOR_HOST")
     assert emulator == f"http://fake-gcs-server:{_flag(service['command'], '-port')}"
-    conn = load(ROOT / "airflow_settings.yaml").connection(env["XCOM_BACKEND_GCS_CONN_ID"])
+    conn = load(ROOT / "airflow_settings.yaml").connection(env["AIRFLOW__XCOM_BACKEND__GCS_CONN_ID"])
     assert conn.conn_type == "google_cloud_platform"
 
 
@@ -314,9 +299,9 @@ def test_azure_store_matches_env_example_and_connection() -> None:
     env = active_env()
     services = compose()["services"]
     init = services["azurite-init"]
-    assert f"--name {env['XCOM_BACKEND_AZURE_CONTAINER']}" in " ".join(init["command"])
+    assert f"--name {env['AIRFLOW__XCOM_BACKEND__WASB_CONTAINER']}" in " ".join(init["command"])
     assert "--skipApiVersionCheck" in services["azurite"]["command"]
-    conn = load(ROOT / "airflow_settings.yaml").connection(env["XCOM_BACKEND_AZURE_CONN_ID"])
+    conn = load(ROOT / "airflow_settings.yaml").connection(env["AIRFLOW__XCOM_BACKEND__WASB_CONN_ID"])
     connection_string = json.loads(conn.extra)["connection_string"]
     assert connection_string == init["environment"]["AZURE_STORAGE_CONNECTION_STRING"]
     assert f"BlobEndpoint=http://azurite:{_flag(services['azurite']['command'], '--blobPort')}/" in (
@@ -325,8 +310,7 @@ def test_azure_store_matches_env_example_and_connection() -> None:
 
 
 def test_backend_catalogue_is_the_public_surface() -> None:
-    # The list above is the public surface, spelled out; the demo and the contract suite
-    # run whatever include/xcom_backend/catalog.py lists, so the two must be the same.
-    from include.xcom_backend.catalog import ALL_BACKENDS
-
-    assert sorted(ALL_BACKENDS) == sorted(BACKEND_CLASSES)
+    # The README's backend table lists exactly the catalogue the demo and the contract suite run.
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = re.findall(r"^\| `(include\.[\w.]+)` \|", readme, re.MULTILINE)
+    assert sorted(listed) == sorted(BACKEND_CLASSES)

@@ -30,28 +30,14 @@ from typing import Any
 import pytest
 
 from include.xcom_backend import XComAccessDenied, XComBucketNotFound, XComObjectNotFound
-from include.xcom_backend.codecs import decompress
+from include.xcom_backend.codecs import formats_of
 from include.xcom_backend.reference import Reference, encode_component, object_key
-from include.xcom_backend.registry import TABLE
-from include.xcom_backend.stores import STORES
-from include.xcom_backend.stores.base import ObjectStore
-from tests.catalogue import FRAMES, VALUES
-from tests.test_faults import (
-    KINDS,
-    REPO_ROOT,
-    copy_airflow_home,
-    dag_env,
-    load,
-    pull,
-    push,
-    run_test_dag,
-    store_of,
-    store_scheme,
-    use_new_bucket,
-)
+from include.xcom_backend.registry import TABLE, open_store
+from tests.support.dagruns import REPO_ROOT, copy_airflow_home, dag_env, run_test_dag
+from tests.support.hostile_values import FRAMES, VALUES
+from tests.support.schemes import bucket_var, json_backend
+from tests.support.xcom_calls import load, pull, push, store_of
 from tools.servers import unique_bucket_name
-
-pytestmark = pytest.mark.stores
 
 S3_CONN_ID = TABLE["s3"].options["conn_id"].default
 AZURE_CONN_ID = TABLE["wasb"].options["conn_id"].default
@@ -164,16 +150,14 @@ def embedded_blobs(value: Any) -> Iterator[bytes]:
 
 
 def stored_pickles(key: str, data: bytes) -> list[str]:
-    name = key.rsplit("/", 1)[-1]
-    _, _, suffix = name.partition(".")
-    codec, _, compression = suffix.partition(".")
+    codec, compression = formats_of(key)
     if compression:
-        data = decompress(data, "." + compression)
+        data = compression.decompress(data)
     problems = ["the object is a pickle"] if is_pickle(data) else []
     structures: list[Any] = []
-    if codec == "json":
+    if codec.extension == ".json":
         structures.append(json.loads(data))
-    elif codec == "parquet":
+    elif codec.extension == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -207,21 +191,12 @@ def test_the_stored_object_scan_finds_pickles():
     assert stored_pickles(f"{'0' * 32}.json", wrapped) == ["an embedded pickle", "an embedded pickle"]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_clients(local_stores, monkeypatch):
-    monkeypatch.setenv("XCOM_BACKEND_KEY_PREFIX", "xcom")
-    for name in ("XCOM_BACKEND_THRESHOLD_BYTES", "XCOM_BACKEND_COMPRESSION", "XCOM_BACKEND_PANDAS_FORMAT"):
-        monkeypatch.delenv(name, raising=False)
-    ObjectStore._instances.clear()
-    yield
-    ObjectStore._instances.clear()
-
-
+@pytest.mark.stores
 def test_no_stored_object_holds_a_pickle(new_bucket, monkeypatch):
     """Every accepted catalogue value through the JSON and the pandas codecs, plain and compressed;
     the bytes are the same on every store, so one store holds them all."""
     bucket = new_bucket("s3")
-    monkeypatch.setenv("XCOM_BACKEND_S3_BUCKET", bucket)
+    monkeypatch.setenv(bucket_var("s3"), bucket)
     json_backend = load("include.s3_xcom_backend_json.S3XComBackendJSON")
     pandas_backend = load("include.s3_xcom_backend_pandas.S3XComBackendPandas")
     for number, (_, factory, expected) in enumerate(VALUES + FRAMES):
@@ -230,12 +205,15 @@ def test_no_stored_object_holds_a_pickle(new_bucket, monkeypatch):
         for cls in (json_backend, pandas_backend):
             with contextlib.suppress(TypeError):  # refused by the JSON backend: nothing stored
                 push(cls, factory(), task_id=f"value_{number}")
-    for setting, value in (("XCOM_BACKEND_COMPRESSION", "gzip"), ("XCOM_BACKEND_PANDAS_FORMAT", "csv")):
+    for setting, value in (
+        ("AIRFLOW__XCOM_BACKEND__COMPRESSION", "gzip"),
+        ("AIRFLOW__XCOM_BACKEND__PANDAS_FORMAT", "csv"),
+    ):
         monkeypatch.setenv(setting, value)
         push(pandas_backend, FRAMES[0][1](), task_id=f"frame_{value}")
         push(json_backend, {"compressed": "x" * 100}, task_id=f"json_{value}")
 
-    store = STORES["s3"](bucket)
+    store = open_store("s3", bucket)
     objects = list(store.list("xcom/"))
     assert len(objects) > 100
     found = {
@@ -287,20 +265,21 @@ def captured(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
-def test_s3_password_never_shows(local_stores, new_bucket, monkeypatch, captured):
-    cls, bucket = use_new_bucket("s3", new_bucket, monkeypatch)
+@pytest.mark.stores
+def test_s3_password_never_shows(local_stores, use_new_bucket, monkeypatch, captured, reset_stores):
+    cls, bucket = use_new_bucket("s3")
     secret = local_stores.seaweedfs.secret_key
     stored = push(cls, {"ok": True})
     assert pull(cls, stored) == {"ok": True}
 
-    monkeypatch.setenv("XCOM_BACKEND_S3_BUCKET", unique_bucket_name())
-    ObjectStore._instances.clear()
+    monkeypatch.setenv(bucket_var("s3"), unique_bucket_name())
+    reset_stores()
     with pytest.raises(XComBucketNotFound) as missing:
         push(cls, 1)
     wrong = local_stores.seaweedfs.airflow_connection() | {"password": "wrong-" + secret[::-1]}
     monkeypatch.setenv(f"AIRFLOW_CONN_{S3_CONN_ID.upper()}", json.dumps(wrong))
-    monkeypatch.setenv("XCOM_BACKEND_S3_BUCKET", bucket)
-    ObjectStore._instances.clear()
+    monkeypatch.setenv(bucket_var("s3"), bucket)
+    reset_stores()
     with pytest.raises(XComAccessDenied) as denied_push:
         push(cls, 1)
     with pytest.raises(XComAccessDenied) as denied_pull:
@@ -312,22 +291,26 @@ def test_s3_password_never_shows(local_stores, new_bucket, monkeypatch, captured
     no_secret_in(texts, [secret, wrong["password"]])
 
 
-def test_minio_secret_key_never_shows(local_stores, new_bucket, monkeypatch, captured):
-    cls, bucket = use_new_bucket("minio", new_bucket, monkeypatch)
+@pytest.mark.stores
+def test_minio_secret_key_never_shows(local_stores, use_new_bucket, monkeypatch, captured, reset_stores):
+    cls, bucket = use_new_bucket("minio")
     secret = local_stores.seaweedfs.secret_key
     stored = push(cls, [1])
     monkeypatch.setenv("MINIO_SECRET_KEY", "wrong-" + secret[::-1])
-    ObjectStore._instances.clear()
+    reset_stores()
     with pytest.raises(XComAccessDenied) as denied:
         pull(cls, stored)
     no_secret_in([stored, str(denied.value), captured.text], [secret, "wrong-" + secret[::-1]])
 
 
-def test_azure_sas_token_never_shows(local_stores, new_bucket, monkeypatch, captured):
-    cls, container = use_new_bucket("azure", new_bucket, monkeypatch)
+@pytest.mark.stores
+def test_azure_sas_token_never_shows(
+    local_stores, new_bucket, use_new_bucket, monkeypatch, captured, reset_stores
+):
+    cls, container = use_new_bucket("wasb")
     token = sas_token(local_stores, container, read=True, write=True, create=True, delete=True, list=True)
     monkeypatch.setenv(f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}", sas_connection(local_stores, token))
-    ObjectStore._instances.clear()
+    reset_stores()
 
     stored = push(cls, {"via": "sas"})
     assert pull(cls, stored) == {"via": "sas"}
@@ -337,8 +320,8 @@ def test_azure_sas_token_never_shows(local_stores, new_bucket, monkeypatch, capt
         pull(cls, stored)
     # The token is for this container only: another one is refused, and the message must say so
     # without repeating the signed URL the SDK sent.
-    monkeypatch.setenv(KINDS["azure"].bucket_var, new_bucket("wasb"))
-    ObjectStore._instances.clear()
+    monkeypatch.setenv(bucket_var("wasb"), new_bucket("wasb"))
+    reset_stores()
     with pytest.raises(XComAccessDenied) as refused:
         push(cls, {"via": "sas"})
 
@@ -346,6 +329,7 @@ def test_azure_sas_token_never_shows(local_stores, new_bucket, monkeypatch, capt
     no_secret_in([stored, str(gone.value), str(refused.value), captured.text], sas_secrets(token))
 
 
+@pytest.mark.stores
 @pytest.mark.e2e
 def test_task_log_shows_no_sas_token_when_a_push_succeeds_and_a_pull_is_refused(
     airflow_db, local_stores, new_bucket, tmp_path
@@ -357,9 +341,9 @@ def test_task_log_shows_no_sas_token_when_a_push_succeeds_and_a_pull_is_refused(
     env = dag_env(
         home,
         local_stores,
-        backend=KINDS["azure"].backend,
+        backend=json_backend("wasb"),
         extra={
-            KINDS["azure"].bucket_var: container,
+            bucket_var("wasb"): container,
             f"AIRFLOW_CONN_{AZURE_CONN_ID.upper()}": sas_connection(local_stores, token),
         },
     )
@@ -423,11 +407,12 @@ def test_distinct_ids_never_share_a_segment():
     assert len(set(encoded)) == len(encoded)
 
 
-def test_hostile_task_id_and_key_round_trip_inside_the_prefix(new_bucket, monkeypatch):
-    cls, bucket = use_new_bucket("s3", new_bucket, monkeypatch)
+@pytest.mark.stores
+def test_hostile_task_id_and_key_round_trip_inside_the_prefix(use_new_bucket):
+    cls, bucket = use_new_bucket("s3")
     stored = push(cls, {"safe": True}, task_id="../../outside", key="../\x00/../evil", dag_id="../dag")
     reference = Reference.parse(stored)
     assert reference is not None and reference.key.startswith("xcom/")
     assert pull(cls, stored) == {"safe": True}
-    everything = [item.key for item in STORES[store_scheme("s3")](bucket).list("")]
+    everything = [item.key for item in open_store("s3", bucket).list("")]
     assert everything == [reference.key], "the only object is the one under the prefix"

@@ -54,16 +54,12 @@ class DemoRun:
 
 def list_run_objects(run_id: str, dag_id: str, references: Iterable[str]) -> list[str]:
     """Keys in the bucket(s) under this run's prefix, read back from the store, not from the log."""
-    from include.xcom_backend.reference import encode_component
+    from include.xcom_backend.reference import run_prefix
     from include.xcom_backend.stores import STORES
 
     keys: set[str] = set()
-    stores = {
-        (r.scheme, r.bucket, r.key.split(encode_component(dag_id) + "/")[0]) for r in _parse(references)
-    }
-    for scheme, bucket, prefix in stores:
-        run_prefix = f"{prefix}{encode_component(dag_id)}/{encode_component(run_id)}/"
-        keys.update(obj.key for obj in STORES[scheme](bucket).list(run_prefix))
+    for scheme, bucket, prefix in {(r.scheme, r.bucket, run_prefix(r.key)) for r in _parse(references)}:
+        keys.update(obj.key for obj in STORES[scheme](bucket).list(prefix))
     return sorted(keys)
 
 

@@ -4,7 +4,7 @@ Push (the producing task calls `serialize_value`):
     value -> codec (JSON, or Parquet for pandas) -> bytes [-> gzip/zstd] -> sha256
           -> store.put(key, bytes) -> reference string "xcom_s3://bucket/key#sha256=…" -> Airflow's DB
 Pull (the consuming task calls `deserialize_value` with what the DB holds):
-    reference -> store.get(key) (retried while the store is unreachable) -> verify sha256
+    reference -> store.get(key) (the store retries while unreachable) -> verify sha256
               -> [decompress] -> codec chosen by the key's extension -> value
 Anything in the DB that is not a reference (small values kept there by the threshold, or XComs
 Airflow writes itself) is handed to Airflow's own deserializer, exactly as without this backend.
@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from typing import Any, ClassVar
 
 from airflow.sdk.bases.xcom import BaseXCom
 
 from include.xcom_backend.codecs import (
-    CODECS,
-    COMPRESSION_SUFFIX,
+    COMPRESSIONS,
+    FRAME_CODECS,
+    JSON_CODEC,
     Codec,
-    JSONCodec,
-    ParquetCodec,
+    UnknownFormat,
     UnsupportedValue,
-    compress,
-    decompress,
+    formats_of,
     is_pandas_object,
 )
 from include.xcom_backend.errors import (
@@ -43,13 +41,6 @@ from include.xcom_backend.settings import Settings, threshold_bytes
 from include.xcom_backend.stores.base import ObjectStore
 
 log = logging.getLogger(__name__)
-
-_CONTENT_TYPES = {
-    ".json": "application/json",
-    ".parquet": "application/vnd.apache.parquet",
-    ".csv": "text/csv",
-}
-
 
 _SMALL_SCALAR_BYTES = 32
 
@@ -78,7 +69,7 @@ class ObjectStoreXComBackend(BaseXCom):
 
     # --- push -----------------------------------------------------------------------------------
     @classmethod
-    def serialize_value(  # type: ignore[override]
+    def serialize_value(
         cls,
         value: Any,
         *,
@@ -93,25 +84,21 @@ class ObjectStoreXComBackend(BaseXCom):
         settings = Settings.from_env()
         codec = cls._codec_for(value, settings)
         try:
-            if isinstance(codec, JSONCodec):
-                # Serialized once: the structure is both what a database row holds and the JSON's source.
-                structure = codec.to_structure(value)
-                data = codec.dumps(structure)
-                if cls._keep_in_database(value, data, settings):
-                    return structure
-            else:
-                data = codec.encode(value)
+            data, structure = codec.encode(value)
         except UnsupportedValue as exc:
             kind = f"{type(value).__module__}.{type(value).__qualname__}"
             raise TypeError(
                 f"{cls.__name__} cannot store the XCom of {_describe(dag_id, task_id, map_index, key)}: "
                 f"a value of type {kind} is not supported ({exc})"
             ) from None
+        if codec.in_database and cls._keep_in_database(value, data, settings):
+            return structure
 
         extension = codec.extension
-        if settings.compression and not isinstance(codec, ParquetCodec):
-            data = compress(data, settings.compression)
-            extension += COMPRESSION_SUFFIX[settings.compression]
+        if settings.compression and codec.compressible:
+            compression = COMPRESSIONS[settings.compression]
+            data = compression.compress(data)
+            extension += compression.suffix
         checksum = hashlib.sha256(data).hexdigest()
         object_name = object_key(
             settings.key_prefix,
@@ -128,7 +115,7 @@ class ObjectStoreXComBackend(BaseXCom):
                 store.put(
                     object_name,
                     data,
-                    content_type=_CONTENT_TYPES[codec.extension],
+                    content_type=codec.content_type,
                     metadata={"xcom_sha256": checksum},
                 )
                 written.append(store)
@@ -145,8 +132,8 @@ class ObjectStoreXComBackend(BaseXCom):
     @classmethod
     def _codec_for(cls, value: Any, settings: Settings) -> Codec:
         if cls.pandas and is_pandas_object(value):
-            return CODECS[".csv"] if settings.pandas_format == "csv" else CODECS[".parquet"]
-        return CODECS[".json"]
+            return FRAME_CODECS[settings.pandas_format]
+        return JSON_CODEC
 
     @staticmethod
     def _keep_in_database(value: Any, data: bytes, settings: Settings) -> bool:
@@ -158,7 +145,7 @@ class ObjectStoreXComBackend(BaseXCom):
 
     # --- pull -----------------------------------------------------------------------------------
     @classmethod
-    def deserialize_value(cls, result: Any) -> Any:  # type: ignore[override]
+    def deserialize_value(cls, result: Any) -> Any:
         raw = result.value
         if not isinstance(raw, str):
             return BaseXCom.deserialize_value(result)  # only strings can be references
@@ -177,48 +164,51 @@ class ObjectStoreXComBackend(BaseXCom):
     @classmethod
     def read(cls, reference: Reference) -> Any:
         """The value a reference points to, verified against its checksum."""
+        try:
+            codec, compression = formats_of(reference.key)
+        except UnknownFormat as exc:
+            raise XComReferenceError(f"XCom reference {reference} cannot be read: {exc}") from None
         data = cls._fetch(reference)
         actual = hashlib.sha256(data).hexdigest()
         if actual != reference.sha256:
             raise XComIntegrityError(str(reference), reference.sha256, actual)
-        codec_ext, _, compression = reference.extension.partition(".")[2].partition(".")
         if compression:
-            data = decompress(data, "." + compression)
-        return CODECS["." + codec_ext].decode(data)
+            data = compression.decompress(data)
+        return codec.decode(data)
+
+    @classmethod
+    def _copies(cls, reference: Reference) -> list[ObjectStore]:
+        """Where the object may be, in order: the store the reference names, then this backend's
+        mirror copies, which exist only when the reference names this backend's first store."""
+        first = open_store(reference.scheme, reference.bucket)
+        writes = cls._write_stores()
+        if (writes[0].scheme, writes[0].bucket) != (first.scheme, first.bucket):
+            return [first]  # written by another backend (or bucket): it made no copies
+        return [first, *writes[1:]]
 
     @classmethod
     def _fetch(cls, reference: Reference) -> bytes:
-        candidates = [open_store(reference.scheme, reference.bucket)]
-        candidates += [s for s in cls._write_stores()[1:] if s.scheme != reference.scheme]
-        last_error: XComStorageError | None = None
-        for store in candidates:
-            try:
-                return cls._get_with_retries(store, reference)
-            except (XComStoreUnreachable, XComObjectNotFound) as exc:
-                last_error = exc  # try the mirror, if any
-        assert last_error is not None
-        raise last_error
-
-    @staticmethod
-    def _get_with_retries(store: ObjectStore, reference: Reference) -> bytes:
-        attempts = Settings.from_env().attempts
-        for attempt in range(1, attempts + 1):
+        failures: list[str] = []  # of the mirror copies, after the first
+        first_error: XComStorageError | None = None
+        for store in cls._copies(reference):
             try:
                 return store.get(reference.key)
             except XComObjectNotFound:
-                raise XComObjectNotFound(str(reference), store.bucket) from None
+                error: XComStorageError = XComObjectNotFound(str(reference), store.bucket)
             except XComStoreUnreachable as exc:
-                if attempt == attempts:
-                    detail = str(exc).split(": ", 1)[-1]
-                    raise XComStoreUnreachable(store.endpoint, detail, reference=str(reference)) from None
-                delay = 0.5 * 2 ** (attempt - 1)
-                log.warning("XCom store %s unreachable; retry %d in %.1fs", store.endpoint, attempt, delay)
-                time.sleep(delay)
-        raise AssertionError("unreachable")
+                error = XComStoreUnreachable(store.endpoint, exc.detail, reference=str(reference))
+            if first_error is None:
+                first_error = error
+            else:
+                failures.append(f"the copy at {store.url(reference.key)} failed too: {error}")
+        assert first_error is not None
+        if failures:  # a mirror: name every store that failed, in the order they were tried
+            first_error.args = ("; ".join([str(first_error), *failures]),)
+        raise first_error
 
     # --- cleanup --------------------------------------------------------------------------------
     @classmethod
-    def purge(cls, xcom: Any, *args: Any) -> None:  # type: ignore[override]
+    def purge(cls, xcom: Any, *args: Any) -> None:
         """Delete the object behind an XCom that Airflow is deleting (task cleared, or retried).
 
         A failure is logged, not raised: it must not fail the task being re-run, and what is left
@@ -227,9 +217,7 @@ class ObjectStoreXComBackend(BaseXCom):
         reference = Reference.parse(getattr(xcom, "value", None))
         if reference is None:
             return
-        targets = [open_store(reference.scheme, reference.bucket)]
-        targets += [s for s in cls._write_stores()[1:] if s.scheme != reference.scheme]
-        for store in targets:
+        for store in cls._copies(reference):
             cls._delete_quietly(store, reference.key)
 
     @staticmethod

@@ -21,120 +21,68 @@ from __future__ import annotations
 
 import importlib
 import logging
-import re
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from include.xcom_backend.errors import XComStorageError
-from include.xcom_backend.reference import Reference, encode_component
+from include.xcom_backend.reference import Reference, XComGroup, is_xcom_object, key_prefix, parse_object_key
 from include.xcom_backend.registry import open_store
 from include.xcom_backend.settings import Settings
 from include.xcom_backend.stores.base import ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
 
-# The last segment of every object key the backends write: a uuid, then the codec's extension(s).
-_OBJECT_NAME = re.compile(r"[0-9a-f]{32}(?:\.[a-z0-9]+){1,2}")
-_ESCAPE = re.compile(r"~([0-9A-F]{2})")
 _CACHE_LIMIT = 10_000  # groups remembered at once; keys are listed in order, so groups arrive together
-
-
-class XComGroup(NamedTuple):
-    """The XCom rows one object can belong to: every map index of one task's key in one run."""
-
-    dag_id: str
-    run_id: str
-    task_id: str
-    key: str
-
 
 # (dag_id, run_id, task_id, key) -> the object keys the rows of that group reference now.
 ReferenceLookup = Callable[[XComGroup], Collection[str]]
 
 
-def decode_component(segment: str) -> str | None:
-    """The id `reference.encode_component` turned into ``segment``, or None when it cannot be
-    recovered (ids longer than 180 characters are shortened with a digest) or was not encoded so."""
-    if segment == "~":
-        return ""
-    if "~~" in segment:
-        return None
-    raw = bytearray()
-    position = 0
-    for match in _ESCAPE.finditer(segment):
-        raw += segment[position : match.start()].encode("ascii", "replace")
-        raw.append(int(match[1], 16))
-        position = match.end()
-    raw += segment[position:].encode("ascii", "replace")
-    try:
-        value = raw.decode("utf-8", "surrogatepass")
-    except UnicodeDecodeError:
-        return None
-    # Only the canonical spelling counts: anything else was not written by the backends.
-    return value if encode_component(value) == segment else None
-
-
-def key_prefix(prefix: str) -> str:
-    """The listing prefix of every XCom object for the XCOM_BACKEND_KEY_PREFIX ``prefix``."""
-    encoded = "/".join(encode_component(p) for p in prefix.split("/") if p)
-    return f"{encoded}/" if encoded else ""
-
-
-def _segments(object_key: str, prefix: str) -> list[str] | None:
-    listing_prefix = key_prefix(prefix)
-    if not object_key.startswith(listing_prefix):
-        return None
-    parts = object_key[len(listing_prefix) :].split("/")
-    if len(parts) != 6 or not _OBJECT_NAME.fullmatch(parts[5]) or not all(parts[:5]):
-        return None
-    return parts
-
-
-def is_xcom_object(object_key: str, prefix: str) -> bool:
-    """Whether ``object_key`` has the layout of the keys the backends write under ``prefix``."""
-    return _segments(object_key, prefix) is not None
-
-
-def parse_object_key(object_key: str, prefix: str) -> tuple[XComGroup, int] | None:
-    """The group and map index an object was written for, or None if the key does not say."""
-    parts = _segments(object_key, prefix)
-    if parts is None:
-        return None
-    decoded = [decode_component(p) for p in parts[:5]]
-    if any(value is None for value in decoded):
-        return None
-    dag_id, run_id, task_id, map_index, key = (str(value) for value in decoded)
-    if not re.fullmatch(r"-1|\d+", map_index):
-        return None
-    return XComGroup(dag_id, run_id, task_id, key), int(map_index)
+# The numbers a report counts, in the order it lists them; `<name>_bytes` beside a count sums sizes.
+COUNTERS = (
+    "scanned",
+    "scanned_bytes",
+    "expired",
+    "expired_bytes",
+    "orphaned",
+    "orphaned_bytes",
+    "kept_young",
+    "not_xcom",
+    "unknown_ids",
+    "lookups",
+    "deleted",
+    "deleted_bytes",
+    "failed",
+)
 
 
 @dataclass
 class CleanupReport:
-    """What one store held under the prefix, what was to go, and what went."""
+    """What one store held under the prefix, what was to go, and what went: ``report.scanned``,
+    ``report.expired_bytes``, ... for every name in COUNTERS."""
 
     store: str
     dry_run: bool
-    scanned: int = 0
-    scanned_bytes: int = 0
-    expired: int = 0
-    expired_bytes: int = 0
-    orphaned: int = 0
-    orphaned_bytes: int = 0
-    kept_young: int = 0
-    not_xcom: int = 0
-    unknown_ids: int = 0
-    lookups: int = 0
-    deleted: int = 0
-    deleted_bytes: int = 0
-    failed: int = 0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
     examples: list[str] = field(default_factory=list)
 
+    def __getattr__(self, name: str) -> int:
+        counts = self.__dict__.get("counts", {})
+        if name in counts:
+            return int(counts[name])
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+
+    def count(self, name: str, objects: int = 1, size: int | None = None) -> None:
+        """Add ``objects`` to the counter ``name``, and ``size`` bytes to ``<name>_bytes``."""
+        self.counts[name] += objects
+        if size is not None:
+            self.counts[f"{name}_bytes"] += size
+
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"store": self.store, "dry_run": self.dry_run, **self.counts, "examples": list(self.examples)}
 
     def summary(self) -> str:
         verb = "would delete" if self.dry_run else "deleted"
@@ -177,8 +125,7 @@ def clean_store(
 
     def doomed() -> Iterator[StoredObject]:
         for item in store.list(key_prefix(prefix)):
-            report.scanned += 1
-            report.scanned_bytes += item.size
+            report.count("scanned", size=item.size)
             reason = _judge(item, prefix, now, retention, grace, lookup, referenced, report)
             if reason is not None:
                 if len(report.examples) < 20:
@@ -192,9 +139,8 @@ def clean_store(
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(batch)))) as pool:
             outcomes = list(pool.map(lambda item: _delete(store, item), batch))
         gone = [item for item, ok in zip(batch, outcomes, strict=True) if ok]
-        report.deleted += len(gone)
-        report.deleted_bytes += _size(gone)
-        report.failed += len(batch) - len(gone)
+        report.count("deleted", len(gone), size=_size(gone))
+        report.count("failed", len(batch) - len(gone))
         log.info("Batch %d: deleted %d of %d objects (%d bytes)", number, len(gone), len(batch), _size(gone))
     log.info("%s", report.summary())
     return report
@@ -212,33 +158,31 @@ def _judge(
 ) -> str | None:
     """Why ``item`` should go ("expired", "orphaned"), or None to keep it; counts it in ``report``."""
     if not is_xcom_object(item.key, prefix):
-        report.not_xcom += 1
+        report.count("not_xcom")
         return None
     modified = item.last_modified
     if modified.tzinfo is None:
         modified = modified.replace(tzinfo=UTC)  # stores report UTC; some clients drop the zone
     age = now - modified
     if age >= retention:
-        report.expired += 1
-        report.expired_bytes += item.size
+        report.count("expired", size=item.size)
         return "expired"
     if age < grace:
-        report.kept_young += 1
+        report.count("kept_young")
         return None
     parsed = parse_object_key(item.key, prefix)
     if parsed is None:
-        report.unknown_ids += 1  # cannot ask for its row; retention removes it in time
+        report.count("unknown_ids")  # cannot ask for its row; retention removes it in time
         return None
     group, _ = parsed
     if group not in referenced:
         if len(referenced) >= _CACHE_LIMIT:
             referenced.clear()
         referenced[group] = frozenset(lookup(group))
-        report.lookups += 1
+        report.count("lookups")
     if item.key in referenced[group]:
         return None
-    report.orphaned += 1
-    report.orphaned_bytes += item.size
+    report.count("orphaned", size=item.size)
     return "orphaned"
 
 
@@ -270,19 +214,23 @@ def _delete(store: ObjectStore, item: StoredObject) -> bool:
 
 
 def configured_stores(backend: str | None = None) -> list[ObjectStore]:
-    """The stores of the configured XCom backend class (AIRFLOW__CORE__XCOM_BACKEND), in write order.
+    """The stores of an XCom backend class, in write order: ``backend`` (a dotted path), or the
+    configured one (AIRFLOW__CORE__XCOM_BACKEND) as Airflow's own resolver finds it.
 
     Raises ValueError when the backend is not one of this project's object-store backends (e.g.
     Airflow's default, which keeps XComs in the metadata DB): then there is nothing to clean.
     """
+    from airflow.sdk.execution_time.xcom import resolve_xcom_backend
+
     from include.xcom_backend.backend import ObjectStoreXComBackend
 
+    cls: Any = None
     if backend is None:
-        from airflow.sdk.configuration import conf
-
-        backend = conf.get("core", "xcom_backend", fallback="") or ""
-    module, _, name = backend.rpartition(".")
-    cls = getattr(importlib.import_module(module), name, None) if module else None
+        cls = resolve_xcom_backend()
+        backend = f"{cls.__module__}.{cls.__qualname__}"
+    elif backend:
+        module, _, name = backend.rpartition(".")
+        cls = getattr(importlib.import_module(module), name, None) if module else None
     if not (isinstance(cls, type) and issubclass(cls, ObjectStoreXComBackend) and cls.stores):
         raise ValueError(
             f"the configured XCom backend {backend or '(Airflow default)'!r} is not one of this project's "

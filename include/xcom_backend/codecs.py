@@ -1,7 +1,9 @@
 """How values become bytes and come back: JSON for general values, Parquet (or CSV) for pandas objects.
 
-The codec is chosen from the value when writing and from the object's extension when reading, so a
-backend can always read what any other backend of this project wrote.
+A codec owns its format: extension, content type, whether its values may stay in Airflow's database
+and whether compression applies. The codec is chosen from the value when writing and from the
+object's extension when reading (`formats_of`), so a backend can read what any other backend of
+this project wrote. Compressions are a registry of their own (`COMPRESSIONS`), by setting name.
 """
 
 from __future__ import annotations
@@ -10,15 +12,26 @@ import decimal
 import gzip
 import io
 import json
-from typing import Any, Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 _RESERVED_KEYS = frozenset({"__classname__", "__version__", "__data__", "__id__"})
 
 
+class Encoded(NamedTuple):
+    data: bytes
+    # What Airflow's database would hold instead, for codecs whose values may stay there.
+    structure: Any = None
+
+
 class Codec(Protocol):
     extension: str
+    content_type: str
+    in_database: bool  # a small value may stay in Airflow's DB as `Encoded.structure`
+    compressible: bool  # the compression setting applies (not to formats compressed inside)
 
-    def encode(self, value: Any) -> bytes: ...
+    def encode(self, value: Any) -> Encoded: ...
 
     def decode(self, data: bytes) -> Any: ...
 
@@ -109,6 +122,9 @@ class JSONCodec:
     """
 
     extension = ".json"
+    content_type = "application/json"
+    in_database = True
+    compressible = True
 
     def to_structure(self, value: Any) -> Any:
         """Airflow's serialized form of `value` (what its database XCom stores), checked for losses."""
@@ -138,8 +154,10 @@ class JSONCodec:
         except RecursionError:
             raise UnsupportedValue("the value is nested too deeply for JSON") from None
 
-    def encode(self, value: Any) -> bytes:
-        return self.dumps(self.to_structure(value))
+    def encode(self, value: Any) -> Encoded:
+        # Serialized once: the structure is both what a database row holds and the JSON's source.
+        structure = self.to_structure(value)
+        return Encoded(self.dumps(structure), structure)
 
     def decode(self, data: bytes) -> Any:
         from airflow.sdk.serde import deserialize
@@ -156,6 +174,9 @@ class ParquetCodec:
     """
 
     extension = ".parquet"
+    content_type = "application/vnd.apache.parquet"
+    in_database = False  # a frame's exact dtypes live in the Parquet file only
+    compressible = False  # compressed inside, per column
     _META = b"xcom_backend"
 
     # lz4 and no column statistics: encode + decode of 1M mixed rows takes a third of the time of
@@ -163,7 +184,7 @@ class ParquetCodec:
     def __init__(self, compression: str = "lz4") -> None:
         self.compression = compression
 
-    def encode(self, value: Any) -> bytes:
+    def encode(self, value: Any) -> Encoded:
         import numpy as np
         import pandas as pd
         import pyarrow as pa
@@ -201,7 +222,7 @@ class ParquetCodec:
             table, sink, compression=self.compression, use_dictionary=text or False, write_statistics=False
         )
         del table
-        return sink.getvalue()
+        return Encoded(sink.getvalue())
 
     def decode(self, data: bytes) -> Any:
         import pandas as pd
@@ -237,9 +258,12 @@ class CSVCodec:
     strings), only the first index level survives, and a Series comes back as a one-column frame."""
 
     extension = ".csv"
+    content_type = "text/csv"
+    in_database = False
+    compressible = True
 
-    def encode(self, value: Any) -> bytes:
-        return value.to_csv(index=True).encode("utf-8")
+    def encode(self, value: Any) -> Encoded:
+        return Encoded(value.to_csv(index=True).encode("utf-8"))
 
     def decode(self, data: bytes) -> Any:
         import pandas as pd
@@ -247,26 +271,56 @@ class CSVCodec:
         return pd.read_csv(io.BytesIO(data), index_col=0)
 
 
-def compress(data: bytes, algorithm: str) -> bytes:
-    if algorithm == "gzip":
-        return gzip.compress(data, compresslevel=6, mtime=0)
-    if algorithm == "zstd":
-        import zstandard
+def _zstd_compress(data: bytes) -> bytes:
+    import zstandard
 
-        return zstandard.ZstdCompressor(level=3).compress(data)
-    raise ValueError(f"unknown compression {algorithm!r}")
+    return zstandard.ZstdCompressor(level=3).compress(data)
 
 
-def decompress(data: bytes, suffix: str) -> bytes:
-    if suffix == ".gz":
-        return gzip.decompress(data)
-    if suffix == ".zst":
-        import zstandard
+def _zstd_decompress(data: bytes) -> bytes:
+    import zstandard
 
-        # Objects written by the one-shot compressor carry their size; streaming covers the rest.
-        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
-    raise ValueError(f"unknown compression suffix {suffix!r}")
+    # Objects written by the one-shot compressor carry their size; streaming covers the rest.
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
 
 
-COMPRESSION_SUFFIX = {"gzip": ".gz", "zstd": ".zst"}
-CODECS: dict[str, Codec] = {".json": JSONCodec(), ".parquet": ParquetCodec(), ".csv": CSVCodec()}
+@dataclass(frozen=True)
+class Compression:
+    name: str  # the value of the compression setting
+    suffix: str  # added after the codec's extension
+    compress: Callable[[bytes], bytes]
+    decompress: Callable[[bytes], bytes]
+
+
+COMPRESSIONS = {
+    c.name: c
+    for c in (
+        Compression(
+            "gzip", ".gz", lambda data: gzip.compress(data, compresslevel=6, mtime=0), gzip.decompress
+        ),
+        Compression("zstd", ".zst", _zstd_compress, _zstd_decompress),
+    )
+}
+CODECS: dict[str, Codec] = {codec.extension: codec for codec in (JSONCodec(), ParquetCodec(), CSVCodec())}
+JSON_CODEC = CODECS[".json"]
+# The pandas format setting -> the codec of DataFrames and Series.
+FRAME_CODECS: dict[str, Codec] = {"parquet": CODECS[".parquet"], "csv": CODECS[".csv"]}
+
+
+class UnknownFormat(ValueError):
+    """An object name ends in no extension of a known codec (and compression)."""
+
+
+def formats_of(object_name: str) -> tuple[Codec, Compression | None]:
+    """The codec and compression an object was written with, from the end of its name."""
+    for codec in CODECS.values():
+        if object_name.endswith(codec.extension):
+            return codec, None
+        for compression in COMPRESSIONS.values():
+            if codec.compressible and object_name.endswith(codec.extension + compression.suffix):
+                return codec, compression
+    known = sorted(
+        [c.extension for c in CODECS.values()]
+        + [c.extension + z.suffix for c in CODECS.values() if c.compressible for z in COMPRESSIONS.values()]
+    )
+    raise UnknownFormat(f"{object_name!r} has no known extension (known: {', '.join(known)})")

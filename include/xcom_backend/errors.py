@@ -28,31 +28,37 @@ def redact(text: str, limit: int = 300) -> str:
 
 
 class XComStorageError(RuntimeError):
-    """Base class: the value could not be written to or read from the object store."""
+    """Base class: the value could not be written to or read from the object store.
+
+    ``fields`` become attributes, so a handler can tell which bucket, reference or endpoint failed."""
+
+    def __init__(self, message: str, **fields: str | None) -> None:
+        for name, field in fields.items():
+            setattr(self, name, field)
+        super().__init__(message)
 
 
 class XComObjectNotFound(XComStorageError, FileNotFoundError):
     """The object a reference points to does not exist (deleted out of band, or lifecycle-expired)."""
 
     def __init__(self, reference: str, bucket: str) -> None:
-        self.reference = reference
-        self.bucket = bucket
-        super().__init__(
+        message = (
             f"XCom object not found: {reference} (bucket {bucket!r}). It was deleted or expired after the "
             "XCom was written; re-run the upstream task to produce it again."
         )
+        super().__init__(message, reference=reference, bucket=bucket)
 
 
 class XComBucketNotFound(XComStorageError):
     """The configured bucket or container does not exist."""
 
-    def __init__(self, bucket: str, connection: str) -> None:
-        self.bucket = bucket
-        self.connection = connection
+    def __init__(self, bucket: str, connection: str, setting: str = "") -> None:
+        where = f"with {setting}" if setting else "with the bucket setting documented in .env.example"
+        fix = f"Create it, or point the backend at an existing one {where}."
         super().__init__(
-            f"XCom bucket {bucket!r} does not exist (connection {connection}). Create it, or point the "
-            "backend at an existing one with the bucket setting documented in .env.example."
+            f"XCom bucket {bucket!r} does not exist (connection {connection}). {fix}", bucket=bucket
         )
+        self.connection = connection
 
 
 class XComAccessDenied(XComStorageError):
@@ -74,6 +80,7 @@ class XComStoreUnreachable(XComStorageError, ConnectionError):
     def __init__(self, endpoint: str, detail: str = "", reference: str | None = None) -> None:
         self.endpoint = endpoint
         self.reference = reference
+        self.detail = detail
         what = f" while reading {reference}" if reference else ""
         suffix = f": {redact(detail)}" if detail else ""
         super().__init__(f"XCom store at {endpoint} is unreachable{what}{suffix}")

@@ -1,4 +1,5 @@
-"""Where a value lives: the object key built from the task's ids, and the reference string kept in Airflow.
+"""Where a value lives: the object key built from the task's ids (and its parser), and the reference
+string kept in Airflow.
 
 A reference looks like ``xcom_s3://my-bucket/xcom/my_dag/manual__2026-01-01T00~3A00~3A00~2B00~3A00/
 extract/-1/return_value/5f0c….json.gz#sha256=ab12…`` — the prefix tells which store, then the bucket
@@ -11,7 +12,9 @@ import hashlib
 import re
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from include.xcom_backend.codecs import formats_of
 from include.xcom_backend.registry import TABLE
 
 # One prefix per store, from the store table; the tutorial's names, so its references stay recognisable.
@@ -50,14 +53,93 @@ def encode_component(value: str) -> str:
     return encoded
 
 
+# The last segment of every object key the backends write: a uuid, then the codec's extension(s).
+_OBJECT_NAME = re.compile(r"[0-9a-f]{32}(?:\.[a-z0-9]+){1,2}")
+_ESCAPE = re.compile(r"~([0-9A-F]{2})")
+
+
+class XComGroup(NamedTuple):
+    """The XCom rows one object can belong to: every map index of one task's key in one run."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    key: str
+
+
+def decode_component(segment: str) -> str | None:
+    """The id `encode_component` turned into ``segment``, or None when it cannot be
+    recovered (ids longer than 180 characters are shortened with a digest) or was not encoded so."""
+    if segment == "~":
+        return ""
+    if "~~" in segment:
+        return None
+    raw = bytearray()
+    position = 0
+    for match in _ESCAPE.finditer(segment):
+        raw += segment[position : match.start()].encode("ascii", "replace")
+        raw.append(int(match[1], 16))
+        position = match.end()
+    raw += segment[position:].encode("ascii", "replace")
+    try:
+        value = raw.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+    # Only the canonical spelling counts: anything else was not written by the backends.
+    return value if encode_component(value) == segment else None
+
+
+def key_prefix(prefix: str) -> str:
+    """The listing prefix of every XCom object for the key_prefix setting ``prefix``."""
+    encoded = "/".join(encode_component(p) for p in prefix.split("/") if p)
+    return f"{encoded}/" if encoded else ""
+
+
+def _segments(object_key: str, prefix: str) -> list[str] | None:
+    """The six segments after ``prefix`` (dag, run, task, map index, key, object name), if it has them."""
+    listing_prefix = key_prefix(prefix)
+    if not object_key.startswith(listing_prefix):
+        return None
+    parts = object_key[len(listing_prefix) :].split("/")
+    if len(parts) != 6 or not _OBJECT_NAME.fullmatch(parts[5]) or not all(parts[:5]):
+        return None
+    return parts
+
+
+def is_xcom_object(object_key: str, prefix: str) -> bool:
+    """Whether ``object_key`` has the layout of the keys the backends write under ``prefix``."""
+    return _segments(object_key, prefix) is not None
+
+
+def parse_object_key(object_key: str, prefix: str) -> tuple[XComGroup, int] | None:
+    """The group and map index an object was written for, or None if the key does not say."""
+    parts = _segments(object_key, prefix)
+    if parts is None:
+        return None
+    decoded = [decode_component(p) for p in parts[:5]]
+    if any(value is None for value in decoded):
+        return None
+    dag_id, run_id, task_id, map_index, key = (str(value) for value in decoded)
+    if not re.fullmatch(r"-1|\d+", map_index):
+        return None
+    return XComGroup(dag_id, run_id, task_id, key), int(map_index)
+
+
+def run_prefix(object_key: str) -> str:
+    """The listing prefix of every object of the run ``object_key`` belongs to (``<prefix>/<dag>/<run>/``),
+    whatever key prefix it was written under."""
+    parts = object_key.split("/")
+    if len(parts) < 6 or not _OBJECT_NAME.fullmatch(parts[-1]):
+        raise ValueError(f"{object_key!r} is not an XCom object key")
+    return "/".join(parts[:-4]) + "/"
+
+
 def object_key(
     prefix: str, *, dag_id: str, run_id: str, task_id: str, map_index: int, key: str, extension: str
 ) -> str:
     """A fresh, unique key for one XCom value; a uuid makes concurrent and repeated pushes distinct."""
     parts = [encode_component(p) for p in (dag_id, run_id, task_id, str(map_index), key)]
-    if prefix:
-        parts.insert(0, "/".join(encode_component(p) for p in prefix.split("/") if p))
-    return "/".join(parts) + f"/{uuid.uuid4().hex}{extension}"
+    return key_prefix(prefix) + "/".join(parts) + f"/{uuid.uuid4().hex}{extension}"
 
 
 @dataclass(frozen=True)
@@ -72,8 +154,9 @@ class Reference:
 
     @property
     def extension(self) -> str:
-        name = self.key.rsplit("/", 1)[-1]
-        return name[name.index(".") :]
+        """The codec's extension and the compression's suffix, e.g. ``.json.gz``."""
+        codec, compression = formats_of(self.key)
+        return codec.extension + (compression.suffix if compression else "")
 
     @classmethod
     def parse(cls, value: object) -> Reference | None:

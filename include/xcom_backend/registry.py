@@ -69,56 +69,69 @@ class StoreRow:
         return self.adapter_class().configured(bucket)
 
 
-def _conn_and_bucket(scheme: str, conn_id: str, bucket: str, *, legacy: str, bucket_word: str = "bucket"):
+def _connected(
+    scheme: str, conn_id: str, bucket: str, old: str, bucket_word: str = "bucket"
+) -> dict[str, Option]:
+    """The options of a store reached through an Airflow connection: its id and the bucket."""
     return {
-        "conn_id": Option(f"{scheme}_conn_id", conn_id, legacy=f"XCOM_BACKEND_{legacy}_CONN_ID"),
+        "conn_id": Option(f"{scheme}_conn_id", conn_id, legacy=f"XCOM_BACKEND_{old}_CONN_ID"),
         "bucket": Option(
-            f"{scheme}_{bucket_word}", bucket, legacy=f"XCOM_BACKEND_{legacy}_{bucket_word.upper()}"
+            f"{scheme}_{bucket_word}", bucket, legacy=f"XCOM_BACKEND_{old}_{bucket_word.upper()}"
         ),
     }
 
 
+def _public(module: str, prefix: str) -> tuple[str, str]:
+    """The dotted paths of a store's JSON and pandas classes, `include/<module>_xcom_backend_*.py`."""
+    return (
+        f"include.{module}_xcom_backend_json.{prefix}XComBackendJSON",
+        f"include.{module}_xcom_backend_pandas.{prefix}XComBackendPandas",
+    )
+
+
+_S3 = _connected("s3", "s3_xcom_backend_conn", "s3-xcom-backend-example", "S3")
+_GCS = _connected("gcs", "gcs_xcom_backend_conn", "gcs-xcom-backend-example", "GCS")
+_WASB = _connected("wasb", "azure_xcom_backend_conn", "custom-xcom-backend", "AZURE", bucket_word="container")
+_MINIO = {"bucket": Option("minio_bucket", "custom-xcom-backend", legacy="XCOM_BACKEND_MINIO_BUCKET")}
+_MINIO_ENV = ("MINIO_IP", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE")
+# The Google client's only endpoint setting; the local emulator is reached through it.
+_GCS_ENV = ("STORAGE_EMULATOR_HOST",)
+_STORES = "include.xcom_backend.stores"
+
+# scheme, title, adapter, options, (JSON class, pandas class), local server, plain variables read
 _ROWS = (
     StoreRow(
-        scheme="s3",
-        title="Amazon S3 (or any S3 API) through S3Hook",
-        adapter="include.xcom_backend.stores.s3.S3Store",
-        options=_conn_and_bucket("s3", "s3_xcom_backend_conn", "s3-xcom-backend-example", legacy="S3"),
-        json_backend="include.s3_xcom_backend_json.S3XComBackendJSON",
-        pandas_backend="include.s3_xcom_backend_pandas.S3XComBackendPandas",
-        server="seaweedfs",
+        "s3", "Amazon S3 (or any S3 API)", f"{_STORES}.s3.S3Store", _S3, *_public("s3", "S3"), "seaweedfs"
     ),
     StoreRow(
-        scheme="gcs",
-        title="Google Cloud Storage through GCSHook",
-        adapter="include.xcom_backend.stores.gcs.GCSStore",
-        options=_conn_and_bucket("gcs", "gcs_xcom_backend_conn", "gcs-xcom-backend-example", legacy="GCS"),
-        json_backend="include.gcs_xcom_backend_json.GCSXComBackendJSON",
-        pandas_backend="include.gcs_xcom_backend_pandas.GCSXComBackendPandas",
-        server="fake-gcs",
-        # The Google client's only endpoint setting; the local emulator is reached through it.
-        environment=("STORAGE_EMULATOR_HOST",),
+        "gcs",
+        "Google Cloud Storage",
+        f"{_STORES}.gcs.GCSStore",
+        _GCS,
+        *_public("gcs", "GCS"),
+        "fake-gcs",
+        _GCS_ENV,
     ),
     StoreRow(
-        scheme="wasb",
-        title="Azure Blob Storage through WasbHook",
-        adapter="include.xcom_backend.stores.wasb.WasbStore",
-        options=_conn_and_bucket(
-            "wasb", "azure_xcom_backend_conn", "custom-xcom-backend", legacy="AZURE", bucket_word="container"
-        ),
-        json_backend="include.azure_xcom_backend_json.WasbXComBackendJSON",
-        pandas_backend="include.azure_xcom_backend_pandas.WasbXComBackendPandas",
-        server="azurite",
+        "wasb", "Azure Blob Storage", f"{_STORES}.wasb.WasbStore", _WASB, *_public("azure", "Wasb"), "azurite"
     ),
     StoreRow(
-        scheme="minio",
-        title="MinIO (or any S3 API) through the minio SDK",
-        adapter="include.xcom_backend.stores.minio.MinIOStore",
-        options={"bucket": Option("minio_bucket", "custom-xcom-backend", legacy="XCOM_BACKEND_MINIO_BUCKET")},
-        json_backend="include.minio_xcom_backend_json.MinIOXComBackendJSON",
-        pandas_backend="include.minio_xcom_backend_pandas.MinIOXComBackendPandas",
-        server="seaweedfs",
-        environment=("MINIO_IP", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "MINIO_SECURE"),
+        "minio",
+        "MinIO (or any S3 API)",
+        f"{_STORES}.minio.MinIOStore",
+        _MINIO,
+        *_public("minio", "MinIO"),
+        "seaweedfs",
+        _MINIO_ENV,
+    ),
+    StoreRow(
+        "memory",
+        "This process's memory, like fsspec's memory://",
+        f"{_STORES}.memory.MemoryStore",
+        {"bucket": Option("memory_bucket", "xcom-memory")},
+        None,
+        None,
+        None,
     ),
 )
 

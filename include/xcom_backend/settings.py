@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from include.xcom_backend.codecs import COMPRESSIONS, FRAME_CODECS
+
 log = logging.getLogger(__name__)
 
 SECTION = "xcom_backend"
-COMPRESSIONS = ("gzip", "zstd")
-PANDAS_FORMATS = ("parquet", "csv")
 
 T = TypeVar("T")
 
@@ -60,8 +60,8 @@ OPTIONS = {
         Option("pandas_format", "parquet", legacy="XCOM_BACKEND_PANDAS_FORMAT"),
         Option("key_prefix", "xcom", legacy="XCOM_BACKEND_KEY_PREFIX"),
         # One retry policy for every store and operation (stores/base.py). With these defaults a
-        # call against a dead or hung store ends within attempts x (connect + read) + back-off
-        # = 3 x 15 s + 1.5 s.
+        # call against a dead or hung store ends within attempts x (connect + read + the SDK's
+        # fixed waits) + back-off = 3 x (5 + 10 + 1) s + 1.5 s = 49.5 s (RetryPolicy.failure_bound).
         Option("attempts", "3", legacy="XCOM_BACKEND_READ_ATTEMPTS"),
         Option("connect_timeout", "5"),
         Option("read_timeout", "10"),
@@ -161,6 +161,25 @@ def threshold_bytes() -> int:
 
 
 @dataclass(frozen=True)
+class RetryPolicy:
+    """How every store call is tried: the adapters pass the timeouts to their SDK (whose own retries
+    are off) and stores/base.py retries an unreachable or busy store."""
+
+    attempts: int
+    connect_timeout: float
+    read_timeout: float
+
+    def backoffs(self) -> list[float]:
+        """The waits between attempts: 0.5 s, doubling."""
+        return [0.5 * 2**n for n in range(self.attempts - 1)]
+
+    def failure_bound(self, fixed_wait: float = 0.0) -> float:
+        """Longest a call against a dead or hung store takes, from its first attempt to the
+        XComStoreUnreachable, in seconds; ``fixed_wait`` is what an SDK waits per attempt on top."""
+        return self.attempts * (self.connect_timeout + self.read_timeout + fixed_wait) + sum(self.backoffs())
+
+
+@dataclass(frozen=True)
 class Settings:
     threshold_bytes: int
     compression: str | None
@@ -181,21 +200,18 @@ class Settings:
         return settings
 
     @property
-    def failure_bound(self) -> float:
-        """Longest a call against a dead or hung store takes before XComStoreUnreachable (seconds)."""
-        return self.attempts * (self.connect_timeout + self.read_timeout) + sum(self.backoffs())
-
-    def backoffs(self) -> list[float]:
-        """The waits between attempts: 0.5 s, doubling."""
-        return [0.5 * 2**n for n in range(self.attempts - 1)]
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.attempts, self.connect_timeout, self.read_timeout)
 
     @classmethod
     def _parse(cls) -> Settings:
-        compression = parsed(OPTIONS["compression"], _one_of((*COMPRESSIONS, "none")), "none, gzip or zstd")
+        compressions = ("none", *COMPRESSIONS)
+        compression = parsed(OPTIONS["compression"], _one_of(compressions), " or ".join(compressions))
+        formats = tuple(FRAME_CODECS)
         return cls(
             threshold_bytes=threshold_bytes(),
             compression=None if compression == "none" else compression,
-            pandas_format=parsed(OPTIONS["pandas_format"], _one_of(PANDAS_FORMATS), "parquet or csv"),
+            pandas_format=parsed(OPTIONS["pandas_format"], _one_of(formats), " or ".join(formats)),
             key_prefix=value(OPTIONS["key_prefix"]).strip("/"),
             attempts=max(parsed(OPTIONS["attempts"], _whole_number, "a whole number of attempts"), 1),
             connect_timeout=parsed(OPTIONS["connect_timeout"], _positive_seconds, "a number of seconds"),

@@ -1,19 +1,25 @@
-"""Where bytes live: the small interface every cloud adapter implements, and its error mapping.
+"""Where bytes live: the small interface every cloud adapter implements, its error mapping and its
+retry policy.
 
-An adapter only moves bytes (put, get, delete, list) through its provider hook or SDK and says
-which of four kinds a failure is; this base turns that into the project's errors, so the messages
-are the same on every cloud and never carry a secret.
+An adapter only moves bytes (put, get, delete, list) through its provider hook or SDK, with the SDK's
+own retries off and the policy's timeouts on every call, and says which kind a failure is; this base
+turns that into the project's errors, so the messages are the same on every cloud and never carry a
+secret, and retries what may pass (an endpoint that does not answer, a store that says it is busy)
+with the one policy of the settings: `attempts` tries, 0.5 s back-off doubling in between.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal, NoReturn
+from typing import Any, ClassVar, Generic, Literal, NoReturn, TypeVar
+
+import tenacity
 
 from include.xcom_backend.errors import (
     XComAccessDenied,
@@ -23,8 +29,14 @@ from include.xcom_backend.errors import (
     XComStoreUnreachable,
     redact,
 )
+from include.xcom_backend.settings import RetryPolicy, Settings, value
 
-Failure = Literal["not_found", "no_bucket", "denied", "unreachable"]
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+C = TypeVar("C")  # a connected store's client or hook
+S = TypeVar("S", bound="ObjectStore")
+
+Failure = Literal["not_found", "no_bucket", "denied", "unreachable", "busy"]
 
 
 @dataclass(frozen=True)
@@ -38,9 +50,13 @@ class ObjectStore(ABC):
     """One bucket (or container) on one store, reached through one connection."""
 
     scheme: ClassVar[str]
+    # Seconds the SDK waits per attempt whatever the timeouts say (S3's wait for "100 Continue").
+    fixed_wait: ClassVar[float] = 0.0
 
     def __init__(self, bucket: str, connection: str) -> None:
         self.bucket = bucket
+        # Timeouts and attempts of every call; adapters build their SDK clients with them.
+        self.policy: RetryPolicy = Settings.from_env().retry_policy
         # How errors name the credentials in use: a connection id or the env vars, never a secret.
         self.connection = connection
 
@@ -77,22 +93,48 @@ class ObjectStore(ABC):
 
     # --- what the backend calls --------------------------------------------------------------------
     def put(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
-        try:
-            self._put(key, data, content_type, metadata)
-        except Exception as exc:
-            self._fail(exc, key, writing=True)
+        self._retried(lambda: self._put(key, data, content_type, metadata), key, writing=True)
 
     def get(self, key: str) -> bytes:
-        try:
-            return self._get(key)
-        except Exception as exc:
-            self._fail(exc, key)
+        return self._retried(lambda: self._get(key), key)
 
     def delete(self, key: str) -> None:
-        try:
-            self._delete(key)
-        except Exception as exc:
-            self._fail(exc, key)
+        self._retried(lambda: self._delete(key), key)
+
+    @property
+    def failure_bound(self) -> float:
+        """Longest a call takes against a dead or hung store, from the first attempt (seconds)."""
+        return self.policy.failure_bound(self.fixed_wait)
+
+    def _retried(self, call: Callable[[], T], key: str, writing: bool = False) -> T:
+        """``call`` under the retry policy; what still fails is raised as the project's error."""
+
+        def attempt() -> T:
+            try:
+                return call()
+            except Exception as exc:
+                self._fail(exc, key, writing=writing)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.policy.attempts),
+            wait=tenacity.wait_chain(
+                *(tenacity.wait_fixed(s) for s in self.policy.backoffs()), tenacity.wait_none()
+            ),
+            retry=tenacity.retry_if_exception_type(XComStoreUnreachable),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        return retrying(attempt)
+
+    def _log_retry(self, state: tenacity.RetryCallState) -> None:
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "XCom store %s unreachable (attempt %d of %d); retrying in %.1f s",
+            self.endpoint,
+            state.attempt_number,
+            self.policy.attempts,
+            wait,
+        )
 
     def list(self, prefix: str) -> Iterator[StoredObject]:
         try:
@@ -116,14 +158,20 @@ class ObjectStore(ABC):
         if kind == "not_found":
             raise XComObjectNotFound(self.url(key), self.bucket) from None
         if kind == "no_bucket":
-            raise XComBucketNotFound(self.bucket, self.connection) from None
+            raise XComBucketNotFound(self.bucket, self.connection, self._bucket_setting()) from None
         if kind == "denied":
             raise XComAccessDenied(self.bucket, self.connection, detail) from None
-        if kind == "unreachable":
+        if kind in ("unreachable", "busy"):
             raise XComStoreUnreachable(self.endpoint, detail) from None
         raise XComStorageError(
             f"{self.scheme} store failed on {self.url(key)} (connection {self.connection}): {redact(detail)}"
         ) from None
+
+    def _bucket_setting(self) -> str:
+        from include.xcom_backend.registry import TABLE
+
+        store_row = TABLE.get(self.scheme)
+        return store_row.bucket_option.env_var if store_row else ""
 
     def _bucket_exists_quietly(self) -> bool:
         try:
@@ -136,29 +184,67 @@ class ObjectStore(ABC):
     _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
-    def shared(cls, *args: Any) -> ObjectStore:
+    def shared(cls: type[S], *args: Any) -> S:
         """A cached instance, so hooks and their HTTP pools are reused across pushes and pulls.
 
         Keyed by process id too: a client created before a fork must not be used after it.
         """
-        cache_key = (cls, os.getpid(), *args)
+        policy = Settings.from_env().retry_policy
+        cache_key = (cls, os.getpid(), policy, *args)
         store = cls._instances.get(cache_key)
         if store is None:
             with cls._instances_lock:
                 store = cls._instances.get(cache_key)
                 if store is None:
                     store = cls._instances[cache_key] = cls(*args)
+        assert isinstance(store, cls)
         return store
 
 
-class LazyClient:
+class ConnectedStore(ObjectStore, Generic[C]):
+    """A store reached through an Airflow connection and its provider hook: the bucket and the
+    connection id are the `bucket` and `conn_id` options of its row; the client is built on first use."""
+
+    def __init__(self, bucket: str, conn_id: str) -> None:
+        super().__init__(bucket, f"'{conn_id}'")
+        self.conn_id = conn_id
+        self._client: LazyClient[C] = LazyClient()
+
+    @classmethod
+    def configured(cls: type[S], bucket: str | None = None) -> S:
+        from include.xcom_backend.registry import row
+
+        options = row(cls.scheme).options
+        return cls.shared(bucket or value(options["bucket"]), value(options["conn_id"]))
+
+    @abstractmethod
+    def _connect(self) -> C:
+        """The hook or SDK client, with the SDK's retries off and the policy's timeouts."""
+
+    @property
+    def connected(self) -> C:
+        return self._client.get(self._connect)
+
+    @abstractmethod
+    def _endpoint_url(self) -> str:
+        """The URL the client talks to, without credentials."""
+
+    @property
+    def endpoint(self) -> str:
+        try:
+            return self._endpoint_url()
+        except Exception:  # the connection cannot be read: name it instead
+            return f"the {self.scheme} endpoint of connection '{self.conn_id}'"
+
+
+class LazyClient(Generic[T]):
     """Build an SDK client once, on first use, under a lock (hook construction is not thread-safe)."""
 
     def __init__(self) -> None:
-        self._value: Any = None
+        self._value: T | None = None
         self._lock = threading.Lock()
 
-    def get(self, factory: Any) -> Any:
+    def get(self, factory: Callable[[], T]) -> T:
         if self._value is None:
             with self._lock:
                 if self._value is None:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from include.xcom_backend.registry import row
 from include.xcom_backend.settings import env, value
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
 
+if TYPE_CHECKING:
+    from minio import Minio
+
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject"}
 _NO_BUCKET = {"NoSuchBucket"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"}
+_BUSY = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"}
 
 
 class MinIOStore(ObjectStore):
@@ -23,7 +27,7 @@ class MinIOStore(ObjectStore):
         super().__init__(bucket, "MINIO_ACCESS_KEY/MINIO_SECRET_KEY")
         self._endpoint = endpoint
         self.secure = secure
-        self._client = LazyClient()
+        self._client: LazyClient[Minio] = LazyClient()
 
     @classmethod
     def configured(cls, bucket: str | None = None) -> MinIOStore:
@@ -34,17 +38,18 @@ class MinIOStore(ObjectStore):
         return cls.shared(bucket or value(row(cls.scheme).bucket_option), endpoint, secure)
 
     @property
-    def client(self) -> Any:
-        def build() -> Any:
+    def client(self) -> Minio:
+        def build() -> Minio:
             import urllib3
             from minio import Minio
 
-            # The SDK's default pool holds 10 connections and retries a dead endpoint for minutes;
-            # size the pool for threaded pushes and fail within seconds so errors surface.
+            # The SDK's default pool holds 10 connections, waits 300 s for an answer and retries;
+            # size the pool for threaded pushes, take the policy's timeouts and leave retrying to
+            # stores/base.py.
             http = urllib3.PoolManager(
                 maxsize=32,
-                timeout=urllib3.Timeout(connect=10, read=300),
-                retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+                timeout=urllib3.Timeout(connect=self.policy.connect_timeout, read=self.policy.read_timeout),
+                retries=False,
             )
             # Credentials are read here, when the client is built, and live only inside it.
             return Minio(
@@ -62,8 +67,9 @@ class MinIOStore(ObjectStore):
         return f"{'https' if self.secure else 'http'}://{self._endpoint}"
 
     def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        headers: dict[str, str | list[str] | tuple[str]] = dict(metadata)
         self.client.put_object(
-            self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=metadata
+            self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=headers
         )
 
     def _get(self, key: str) -> bytes:
@@ -86,8 +92,10 @@ class MinIOStore(ObjectStore):
 
     def _classify(self, exc: BaseException) -> Failure | None:
         import urllib3.exceptions
-        from minio.error import S3Error
+        from minio.error import S3Error, ServerError
 
+        if isinstance(exc, ServerError):
+            return "busy"
         if isinstance(exc, S3Error):
             if exc.code in _NOT_FOUND:
                 return "not_found"
@@ -95,9 +103,13 @@ class MinIOStore(ObjectStore):
                 return "no_bucket"
             if exc.code in _DENIED:
                 return "denied"
+            if exc.code in _BUSY:
+                return "busy"
             return None
         if isinstance(exc, urllib3.exceptions.MaxRetryError | urllib3.exceptions.NewConnectionError):
             return "unreachable"
-        if isinstance(exc, urllib3.exceptions.TimeoutError | ConnectionError):
+        if isinstance(
+            exc, urllib3.exceptions.TimeoutError | urllib3.exceptions.ProtocolError | ConnectionError
+        ):
             return "unreachable"
         return None

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
-from include.xcom_backend.registry import row
-from include.xcom_backend.settings import value
-from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
+from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
+
+if TYPE_CHECKING:
+    from botocore.client import BaseClient as S3Client
 
 _SINGLE_PUT_LIMIT = 64 * 1024 * 1024  # above this, parallel multipart upload is faster
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _NO_BUCKET = {"NoSuchBucket"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
+_BUSY = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling", "500", "503"}
 
 
 def classify_s3_error(exc: BaseException) -> Failure | None:
@@ -29,42 +31,41 @@ def classify_s3_error(exc: BaseException) -> Failure | None:
             return "no_bucket"
         if code in _DENIED:
             return "denied"
+        if code in _BUSY:
+            return "busy"
         return None
-    if isinstance(exc, bce.EndpointConnectionError | bce.ConnectTimeoutError | bce.ReadTimeoutError):
+    if isinstance(exc, bce.HTTPClientError | bce.EndpointConnectionError | bce.ConnectTimeoutError):
+        # refused, reset or timed out: no answer
         return "unreachable"
     if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
         return "denied"
     return None
 
 
-class S3Store(ObjectStore):
+class S3Store(ConnectedStore["S3Client"]):
     scheme = "s3"
+    fixed_wait = 1.0  # botocore waits 1 s for "100 Continue" before sending an upload's body
 
-    def __init__(self, bucket: str, conn_id: str) -> None:
-        super().__init__(bucket, f"'{conn_id}'")
-        self.conn_id = conn_id
-        self._client = LazyClient()
+    def _connect(self) -> S3Client:
+        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+        from botocore.config import Config
 
-    @classmethod
-    def configured(cls, bucket: str | None = None) -> S3Store:
-        options = row(cls.scheme).options
-        return cls.shared(bucket or value(options["bucket"]), value(options["conn_id"]))
-
-    @property
-    def client(self) -> Any:
-        def build() -> Any:
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-            return S3Hook(aws_conn_id=self.conn_id).get_conn()
-
-        return self._client.get(build)
+        hook = S3Hook(aws_conn_id=self.conn_id)
+        # The connection's own botocore settings (config_kwargs) stay; botocore's retries go,
+        # because stores/base.py retries with the one policy.
+        policy = Config(
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            connect_timeout=self.policy.connect_timeout,
+            read_timeout=self.policy.read_timeout,
+        )
+        return hook.get_client_type(config=hook.config.merge(policy))
 
     @property
-    def endpoint(self) -> str:
-        try:
-            return str(self.client.meta.endpoint_url)
-        except Exception:
-            return f"the S3 endpoint of connection '{self.conn_id}'"
+    def client(self) -> S3Client:
+        return self.connected
+
+    def _endpoint_url(self) -> str:
+        return str(self.client.meta.endpoint_url)
 
     def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
         if len(data) <= _SINGLE_PUT_LIMIT:

@@ -3,48 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from include.xcom_backend.registry import row
-from include.xcom_backend.settings import value
-from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
+from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 
-# The SDK retries a dead endpoint with back-offs of 15 s and more; the backend retries reads itself
-# with short back-offs, so a connection failure should surface at once.
-_CALL_OPTIONS = {"retry_connect": 0}
+if TYPE_CHECKING:
+    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+    from azure.storage.blob import ContainerClient
 
 
-class WasbStore(ObjectStore):
+class WasbStore(ConnectedStore["WasbHook"]):
     scheme = "wasb"
 
-    def __init__(self, bucket: str, conn_id: str) -> None:
-        super().__init__(bucket, f"'{conn_id}'")
-        self.conn_id = conn_id
-        self._hook = LazyClient()
+    def _connect(self) -> WasbHook:
+        from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
-    @classmethod
-    def configured(cls, bucket: str | None = None) -> WasbStore:
-        options = row(cls.scheme).options
-        return cls.shared(bucket or value(options["bucket"]), value(options["conn_id"]))
+        hook = WasbHook(wasb_conn_id=self.conn_id)
+        _ = hook.blob_service_client  # built once, under the lock
+        return hook
 
     @property
-    def hook(self) -> Any:
-        def build() -> Any:
-            from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-
-            hook = WasbHook(wasb_conn_id=self.conn_id)
-            _ = hook.blob_service_client  # built once, under the lock
-            return hook
-
-        return self._hook.get(build)
+    def hook(self) -> WasbHook:
+        return self.connected
 
     @property
-    def endpoint(self) -> str:
-        try:
-            # primary_endpoint has no query string, so no SAS token.
-            return str(self.hook.blob_service_client.primary_endpoint)
-        except Exception:
-            return f"the Azure Blob endpoint of connection '{self.conn_id}'"
+    def _call(self) -> dict[str, Any]:
+        """Every call: the SDK's retries off (its back-offs start at 15 s; stores/base.py retries) and
+        the policy's timeouts."""
+        return {
+            "retry_total": 0,
+            "connection_timeout": self.policy.connect_timeout,
+            "read_timeout": self.policy.read_timeout,
+        }
+
+    def _endpoint_url(self) -> str:
+        # primary_endpoint has no query string, so no SAS token.
+        return str(self.hook.blob_service_client.primary_endpoint)
 
     def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
         from azure.storage.blob import ContentSettings
@@ -58,28 +52,29 @@ class WasbStore(ObjectStore):
             metadata=metadata,
             content_settings=ContentSettings(content_type=content_type),
             max_concurrency=4,
-            **_CALL_OPTIONS,
+            **self._call,
         )
 
     def _get(self, key: str) -> bytes:
-        return self.hook.download(self.bucket, key, max_concurrency=4, **_CALL_OPTIONS).readall()
+        return self.hook.download(self.bucket, key, max_concurrency=4, **self._call).readall()
 
     def _delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            self.hook.blob_service_client.get_blob_client(self.bucket, key).delete_blob(**_CALL_OPTIONS)
+            self.hook.blob_service_client.get_blob_client(self.bucket, key).delete_blob(**self._call)
         except ResourceNotFoundError as exc:
             if getattr(exc, "error_code", None) != "BlobNotFound":
                 raise
 
     def _list(self, prefix: str) -> Iterator[StoredObject]:
-        container = self.hook.blob_service_client.get_container_client(self.bucket)
-        for blob in container.list_blobs(name_starts_with=prefix):
+        # WasbHook's client is typed as sync or async; this hook is built sync.
+        container = cast("ContainerClient", self.hook.blob_service_client.get_container_client(self.bucket))
+        for blob in container.list_blobs(name_starts_with=prefix, **self._call):
             yield StoredObject(blob.name, blob.size or 0, blob.last_modified)
 
     def _bucket_exists(self) -> bool:
-        return bool(self.hook.blob_service_client.get_container_client(self.bucket).exists())
+        return bool(self.hook.blob_service_client.get_container_client(self.bucket).exists(**self._call))
 
     def _classify(self, exc: BaseException) -> Failure | None:
         from azure.core import exceptions as aexc
@@ -90,6 +85,8 @@ class WasbStore(ObjectStore):
             return "denied"
         if isinstance(exc, aexc.HttpResponseError) and exc.status_code == 403:
             return "denied"
+        if isinstance(exc, aexc.HttpResponseError) and (exc.status_code or 0) in (429, 500, 502, 503, 504):
+            return "busy"
         if isinstance(exc, aexc.ServiceRequestError | aexc.ServiceResponseError):
             return "unreachable"
         return None

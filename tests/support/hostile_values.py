@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 Case = tuple[str, Callable[[], Any], Any]
 
@@ -219,6 +220,35 @@ JSON_BACKEND_REFUSES = {
     "series-unnamed-dtindex",
     "series-int-name",
 }
+
+
+def cases_for(pandas: bool) -> list[Case]:
+    """Every value and frame with what a JSON (``pandas`` False) or pandas backend must do with it."""
+    frames = [
+        (case_id, factory, TypeError if not pandas and case_id in JSON_BACKEND_REFUSES else expected)
+        for case_id, factory, expected in FRAMES
+    ]
+    return VALUES + frames
+
+
+def check_round_trip(cls: Any, factory: Callable[[], Any], expected: Any) -> None:
+    """Push and pull one case through ``cls``: back exactly, or refused naming task, key and type."""
+    from include.xcom_backend.reference import Reference
+    from tests.support.xcom_calls import pull, push
+
+    value = factory()
+    if expected == "exact":
+        stored = push(cls, value)
+        assert Reference.parse(stored) is not None, (
+            "with the default threshold every value reaches the bucket"
+        )
+        assert_same(value, pull(cls, stored))
+        return
+    with pytest.raises(expected) as info:
+        push(cls, value, task_id="hostile_task", key="hostile_key")
+    message = str(info.value)
+    assert "hostile_task" in message and "hostile_key" in message
+    assert type(value).__name__ in message
 
 
 def assert_same(expected: Any, actual: Any) -> None:
