@@ -39,6 +39,22 @@ def test_settings_come_from_the_xcom_backend_section_read_at_call_time(monkeypat
     assert open_store("s3").bucket == "from-conf"
 
 
+def test_settings_come_from_airflow_cfg_too(monkeypatch):
+    """The section as airflow.cfg (or a secrets backend) gives it, through the same conf object."""
+    from airflow.sdk.configuration import conf
+
+    import include.xcom_backend.settings as settings_module
+
+    monkeypatch.setattr(settings_module, "_values", {})
+    if not conf.has_section("xcom_backend"):
+        conf.add_section("xcom_backend")
+    conf.set("xcom_backend", "gcs_bucket", "from-airflow-cfg")
+    try:
+        assert open_store("gcs").bucket == "from-airflow-cfg"
+    finally:
+        conf.remove_option("xcom_backend", "gcs_bucket")
+
+
 def test_an_old_name_still_works_with_one_warning_and_the_new_name_wins(monkeypatch):
     import include.xcom_backend.settings as settings_module
 

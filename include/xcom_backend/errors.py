@@ -75,14 +75,14 @@ class XComAccessDenied(XComStorageError):
 
 
 class XComStoreUnreachable(XComStorageError, ConnectionError):
-    """The store's endpoint did not answer."""
+    """The store's endpoint did not answer (or answered that it is busy), on every attempt."""
 
     def __init__(self, endpoint: str, detail: str = "", reference: str | None = None) -> None:
         self.endpoint = endpoint
         self.reference = reference
-        self.detail = detail
+        self.detail = redact(detail)  # kept for re-raising with the reference, never with a secret
         what = f" while reading {reference}" if reference else ""
-        suffix = f": {redact(detail)}" if detail else ""
+        suffix = f": {self.detail}" if detail else ""
         super().__init__(f"XCom store at {endpoint} is unreachable{what}{suffix}")
 
 

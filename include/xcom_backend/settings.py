@@ -19,7 +19,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from include.xcom_backend.codecs import COMPRESSIONS, FRAME_CODECS
@@ -42,14 +42,15 @@ class Option:
     key: str
     default: str
     legacy: str | None = None  # the variable read before conf, accepted with a warning for one release
+    env_var: str = field(init=False, compare=False)
 
-    @property
-    def env_var(self) -> str:
-        return f"AIRFLOW__{SECTION.upper()}__{self.key.upper()}"
+    def __post_init__(self) -> None:
+        # Computed once: `raw` runs on every push, where an f-string and upper() would show.
+        object.__setattr__(self, "env_var", f"AIRFLOW__{SECTION.upper()}__{self.key.upper()}")
 
-    def raw(self) -> tuple[str | None, str | None]:
+    def raw(self, _get: Callable[[str], str | None] = os.environ.get) -> tuple[str | None, str | None]:
         """The two environment variables that can set it: the cache key of its value."""
-        return os.environ.get(self.env_var), os.environ.get(self.legacy) if self.legacy else None
+        return _get(self.env_var), _get(self.legacy) if self.legacy else None
 
 
 OPTIONS = {

@@ -129,7 +129,7 @@ class ObjectStore(ABC):
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         wait = state.next_action.sleep if state.next_action else 0.0
         log.warning(
-            "XCom store %s unreachable (attempt %d of %d); retrying in %.1f s",
+            "XCom store %s did not answer or was busy (attempt %d of %d); retrying in %.1f s",
             self.endpoint,
             state.attempt_number,
             self.policy.attempts,
