@@ -417,7 +417,8 @@ def test_a_failed_start_reports_the_servers_own_error(tmp_path: Path) -> None:
 
 def test_command_line_keeps_servers_running_until_interrupted(tmp_path: Path) -> None:
     env_file = tmp_path / "servers.env"
-    command = [sys.executable, "-m", "tools.servers", "--servers", "fake-gcs", "--env-file", str(env_file)]
+    servers = ["--servers", "fake-gcs,azurite"]
+    command = [sys.executable, "-m", "tools.servers", *servers, "--env-file", str(env_file)]
     proc = subprocess.Popen(
         [*command, "--data-dir", str(tmp_path / "data")],
         cwd=Path(__file__).resolve().parents[1],
@@ -439,11 +440,15 @@ def test_command_line_keeps_servers_running_until_interrupted(tmp_path: Path) ->
         exports = dict(
             line.removeprefix("export ").split("=", 1) for line in env_file.read_text().splitlines()
         )
-        assert set(exports) == {*TABLE["gcs"].environment, connection_env_var(GCS_CONN_ID)}
+        assert set(exports) == {
+            *TABLE["gcs"].environment,
+            connection_env_var(GCS_CONN_ID),
+            connection_env_var(AZURE_CONN_ID),
+        }
         port = int(shlex.split(exports["STORAGE_EMULATOR_HOST"])[0].rsplit(":", 1)[1])
         assert port_open(port)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -451,3 +456,6 @@ def test_command_line_keeps_servers_running_until_interrupted(tmp_path: Path) ->
     assert proc.returncode == 0, err
     assert "# stopping" in err
     assert not port_open(port)
+    # Library loggers stay at WARNING: the Azure SDK would log every request of Azurite's readiness
+    # check and of the container creation.
+    assert "Request URL" not in out + err
