@@ -74,7 +74,9 @@ def prepare_home(
 ) -> dict[str, str]:
     """A migrated Airflow home with airflow_settings.yaml loaded, the way `astro dev start` loads it."""
     env = airflow_env(home, connections=connections, extra=env_extra)
+    progress("airflow db migrate ...")
     migrate_db(env)
+    progress("airflow dags reserialize, then airflow_settings.yaml ...")
     # Parse dags/ into the DB once, as a scheduler would have: a first `airflow dags test` in a home
     # with no DAG rows inserts every DAG of the folder and can trip over its own insert on SQLite
     # ("UNIQUE constraint failed: dag.dag_id"), seen once in CI.
@@ -101,7 +103,6 @@ def run_matrix(
     if pokeapi_url:
         connections["pokeapi_default"] = {"conn_type": "http", "host": pokeapi_url}
     first = base_home / "home-0"
-    progress("preparing an Airflow home (db migrate, DAGs, airflow_settings.yaml) ...")
     prepare_home(first, store_env, connections)
     homes = [first]
     for i in range(1, workers):
