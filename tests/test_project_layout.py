@@ -18,18 +18,9 @@ import pytest
 import yaml
 
 from tools.airflow_settings import load
+from tools.astro_image import RUNTIME_AIRFLOW, release, runtime_image, same_release
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Astro Runtime build -> the Apache Airflow version it ships. Taken from Astronomer's runtime catalog
-# (updates.astronomer.io/astronomer-runtime, as cut into the Astro CLI's test data on 2026-09-25);
-# docs/astro-runtime.md has the sources. Add a row before moving the Dockerfile to another build.
-RUNTIME_AIRFLOW = {
-    "3.3-1": "3.3.0",
-    "3.3-2": "3.3.0",
-    "3.3-8": "3.3.2",
-}
-RUNTIME_REGISTRY = "astrocrpublic.azurecr.io/runtime"
 
 # Files `astro dev init` creates (README.md aside, which is this project's own), plus this template's.
 ASTRO_FILES = [
@@ -109,34 +100,45 @@ def _flag(command: list[str], name: str) -> str:
 # --- runtime image and Airflow version ---------------------------------------------------------------------
 
 
-def runtime_tag() -> str:
-    froms = [line.split()[1:] for line in _lines("Dockerfile") if line.strip().upper().startswith("FROM ")]
-    assert len(froms) == 1, f"the Dockerfile should have exactly one FROM, found {froms}"
-    image = froms[0][0]
-    registry, _, tag = image.rpartition(":")
-    assert registry == RUNTIME_REGISTRY, f"{image} is not an Astro Runtime 3 image ({RUNTIME_REGISTRY})"
-    # Python variants (3.3-8-python-3.12) ship the same Airflow as the build they belong to.
-    return re.sub(r"-python-\d+\.\d+$", "", tag)
-
-
 def test_dockerfile_runtime_ships_the_locally_pinned_airflow() -> None:
-    tag = runtime_tag()
-    assert tag in RUNTIME_AIRFLOW, f"runtime {tag} is not in RUNTIME_AIRFLOW; add it with its Airflow version"
-    image_airflow = RUNTIME_AIRFLOW[tag]
-    assert lock_pins()["apache-airflow"] == image_airflow
-    assert lock_pins()["apache-airflow-core"] == image_airflow
-    assert f"apache-airflow=={image_airflow}" in _lines("requirements-dev.in")
-    # What is installed in .venv (the same number airflow.__version__ reports, read without importing
-    # Airflow, which would bind this process to an AIRFLOW_HOME).
-    assert version("apache-airflow") == image_airflow
-    assert version("apache-airflow-core") == image_airflow
+    image = runtime_image()
+    assert image.airflow == RUNTIME_AIRFLOW[image.build]
+    assert lock_pins()["apache-airflow"] == image.airflow
+    assert lock_pins()["apache-airflow-core"] == image.airflow
+    assert f"apache-airflow=={image.airflow}" in _lines("requirements-dev.in")
+    # What is installed (read without importing Airflow, which would bind this process to an
+    # AIRFLOW_HOME). In the image this is Astronomer's build, 3.3.2+astro.N: the same release.
+    assert same_release(version("apache-airflow"), image.airflow), version("apache-airflow")
+    assert same_release(version("apache-airflow-core"), image.airflow), version("apache-airflow-core")
+
+
+def test_dockerfile_pins_the_python_rather_than_the_builds_default() -> None:
+    # The build's default (3.14) is not claimed by the dbt lock; see docs/astro-runtime.md.
+    image = runtime_image()
+    assert image.python_pinned, f"{image.image} takes the build's default Python"
+
+
+@pytest.mark.parametrize(
+    ("installed", "expected", "same"),
+    [
+        ("3.3.2", "3.3.2", True),
+        ("3.3.2+astro.1", "3.3.2", True),
+        ("3.3.2+astro.12", "3.3.2+astro.1", True),
+        ("3.3.1+astro.1", "3.3.2", False),
+        ("3.3.2rc1", "3.3.2", False),
+    ],
+)
+def test_version_checks_accept_astronomers_local_suffix(installed: str, expected: str, same: bool) -> None:
+    assert same_release(installed, expected) is same
+    assert release("3.3.2+astro.1") == "3.3.2"
 
 
 def test_runtime_notes_name_the_dockerfile_build() -> None:
     notes = (ROOT / "docs/astro-runtime.md").read_text(encoding="utf-8")
-    tag = runtime_tag()
-    assert f"runtime:{tag}" in notes
-    assert RUNTIME_AIRFLOW[tag] in notes
+    image = runtime_image()
+    assert f"runtime:{image.build}" in notes
+    assert image.image.rpartition("/")[2] in notes
+    assert image.airflow in notes
 
 
 def test_requirements_are_pinned_to_the_locked_versions() -> None:
