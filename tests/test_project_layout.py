@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.settings_file import SETTINGS_FILE, settings_file
 from tools.airflow_settings import load
 from tools.astro_image import RUNTIME_AIRFLOW, release, runtime_image, same_release
 
@@ -165,6 +166,8 @@ def test_requirements_are_pinned_to_the_locked_versions() -> None:
 
 @pytest.mark.parametrize("path", ASTRO_FILES)
 def test_astro_file_exists(path: str) -> None:
+    if ROOT / path == SETTINGS_FILE:
+        settings_file()
     assert (ROOT / path).is_file(), f"{path} is missing"
 
 
@@ -256,7 +259,7 @@ SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|ACCOUNT_KEY|CREDENTI
 
 @pytest.mark.parametrize("path", [".env.example", "airflow_settings.yaml", "docker-compose.override.yml"])
 def test_committed_files_hold_no_real_secrets(path: str) -> None:
-    text = (ROOT / path).read_text(encoding="utf-8")
+    text = (settings_file() if ROOT / path == SETTINGS_FILE else ROOT / path).read_text(encoding="utf-8")
     assert not re.search(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", text), "looks like an AWS access key id"
     assert "PRIVATE KEY" not in text, "a private key"
     assert not re.search(r"[?&;]sig=[A-Za-z0-9%+/=]{20,}", text), "a signed SAS token"
@@ -297,7 +300,7 @@ def test_s3_store_matches_env_example_and_connection() -> None:
     buckets = set(_flag(command, "-bucket").split(","))
     assert {env["XCOM_BACKEND_S3_BUCKET"], env["XCOM_BACKEND_MINIO_BUCKET"]} <= buckets
 
-    conn = load(ROOT / "airflow_settings.yaml").connection(env["XCOM_BACKEND_S3_CONN_ID"])
+    conn = load(settings_file()).connection(env["XCOM_BACKEND_S3_CONN_ID"])
     assert (conn.login, conn.password) == (env["MINIO_ACCESS_KEY"], env["MINIO_SECRET_KEY"])
     assert urlsplit(json.loads(conn.extra)["endpoint_url"]).netloc == env["MINIO_IP"]
 
@@ -308,7 +311,7 @@ def test_gcs_store_matches_env_example() -> None:
     assert f"/data/{env['XCOM_BACKEND_GCS_BUCKET']}" in service["tmpfs"]
     emulator = next(value for _, name, value in env_example() if name == "STORAGE_EMULATOR_HOST")
     assert emulator == f"http://fake-gcs-server:{_flag(service['command'], '-port')}"
-    conn = load(ROOT / "airflow_settings.yaml").connection(env["XCOM_BACKEND_GCS_CONN_ID"])
+    conn = load(settings_file()).connection(env["XCOM_BACKEND_GCS_CONN_ID"])
     assert conn.conn_type == "google_cloud_platform"
 
 
@@ -318,7 +321,7 @@ def test_azure_store_matches_env_example_and_connection() -> None:
     init = services["azurite-init"]
     assert f"--name {env['XCOM_BACKEND_AZURE_CONTAINER']}" in " ".join(init["command"])
     assert "--skipApiVersionCheck" in services["azurite"]["command"]
-    conn = load(ROOT / "airflow_settings.yaml").connection(env["XCOM_BACKEND_AZURE_CONN_ID"])
+    conn = load(settings_file()).connection(env["XCOM_BACKEND_AZURE_CONN_ID"])
     connection_string = json.loads(conn.extra)["connection_string"]
     assert connection_string == init["environment"]["AZURE_STORAGE_CONNECTION_STRING"]
     assert f"BlobEndpoint=http://azurite:{_flag(services['azurite']['command'], '--blobPort')}/" in (
