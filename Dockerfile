@@ -9,8 +9,9 @@ FROM astrocrpublic.azurecr.io/runtime:3.3-8-python-3.12
 # Airflow's. The venv's pip is called directly rather than after `source activate`, which needs bash.
 # The Runtime's ONBUILD `COPY . .` runs before this line, so any change in the project re-runs it: the
 # BuildKit cache mount keeps pip's downloads between builds (never in the image), so a rebuild installs
-# from local wheels instead of downloading ~55 packages again. uid 50000 is the image's `astro` user,
-# who runs the build steps; were it another, pip would warn and install without the cache.
+# from local wheels instead of downloading ~55 packages again. The mount is owned by uid 50000, taken
+# to be the image's `astro` user who runs these steps (not verified: no Docker engine where this was
+# written); were it another, pip would warn that the cache is not writable and install without it.
 RUN --mount=type=cache,target=/home/astro/.cache/pip,uid=50000 \
     python -m venv dbt_venv && \
     dbt_venv/bin/pip install --cache-dir /home/astro/.cache/pip -r dbt-requirements.lock
