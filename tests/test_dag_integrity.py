@@ -30,6 +30,11 @@ APPROVED_TAGS: set[str] = set()
 # otherwise create ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / ".airflow"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# These tests check import errors, not parse speed: on a loaded 2-core CI machine the Cosmos DAG has
+# taken longer than Airflow's default 30 s per file, which DagBag reports as an import error.
+PARSE_TIMEOUT_ENV = {"AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300"}
+for _name, _value in PARSE_TIMEOUT_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 DAG_FILES = sorted(DAGS_FOLDER.glob("**/*.py"))
 
@@ -106,6 +111,7 @@ def run_parse_check(dags_folder: Path, tmp_path: Path) -> subprocess.CompletedPr
         "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **PARSE_TIMEOUT_ENV,
     }
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(PARSE_CHECK), "-q", "-p", "no:cacheprovider", "-o", "addopts="],
