@@ -20,7 +20,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test demo bench lint format lock clean
+.PHONY: setup test astro-pytest image-deps demo bench lint format lock clean
 
 setup: $(STAMP) $(DBT_MANIFEST)
 
@@ -45,6 +45,15 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# `astro dev pytest` without Docker: the build context less .dockerignore, a venv of the image's Python
+# with only Airflow + requirements.txt + pytest, .env.example as .env, CI unset (tools/astro_pytest.py).
+astro-pytest: $(STAMP)
+	$(BIN)/python -m tools.astro_pytest $(ASTRO_PYTEST_ARGS)
+
+# Every pin the image installs claims the Dockerfile's Python on x86_64 and aarch64 (needs the index).
+image-deps: $(STAMP)
+	$(BIN)/python -m tools.image_deps $(IMAGE_DEPS_ARGS)
 
 demo: setup
 	$(BIN)/python -m tools.demo $(DEMO_ARGS)

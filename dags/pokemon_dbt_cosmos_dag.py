@@ -18,8 +18,10 @@ object store, e.g. `AIRFLOW__CORE__XCOM_BACKEND=include.minio_xcom_backend_panda
 
 **Settings** (environment variables, all optional):
 
-- `POKEMON_DUCKDB_PATH`: the DuckDB file the load task and dbt share
-  (default `$AIRFLOW_HOME/include/pokemon.duckdb`).
+- `POKEMON_DUCKDB_PATH`: the DuckDB file the load task and dbt share (default
+  `pokemon_dbt/pokemon.duckdb` in the system's temporary directory, `/tmp` in the image: writable by
+  the container's user, and never one of the folders `astro dev start` mounts from the host, such as
+  `include/`, which that user may not be allowed to write).
 - `POKEMON_DBT_EXECUTABLE`: dbt in its own virtualenv (default `dbt_venv/bin/dbt` from the image's
   Dockerfile, else `.venv-dbt/bin/dbt` from `make setup`).
 - `POKEMON_DBT_MANIFEST`: the manifest `dbt parse` wrote, which Cosmos renders the dbt tasks from
@@ -27,6 +29,15 @@ object store, e.g. `AIRFLOW__CORE__XCOM_BACKEND=include.minio_xcom_backend_panda
 
 **Connection.** The API address comes from the HTTP connection `pokeapi_default`, as in
 `fetch_pokemon_data_dag`; without it the DAG uses `https://pokeapi.co`.
+
+**Single machine only.** Every task after `extract_pokemon` works on that one local DuckDB file, so
+all of them must run where it is: under `astro dev start` (the LocalExecutor runs every task in the
+scheduler's container) or `make demo`, yes; on a deployment whose tasks run on several workers
+(CeleryExecutor, KubernetesExecutor, Astro's hosted workers) they share no disk, and a dbt task on
+another worker fails: DuckDB `Cannot open file`, or `Table with name "raw.pokemon" does not exist`.
+For that, point `POKEMON_DUCKDB_PATH` at storage every worker mounts, or give dbt a warehouse all of
+them reach.
+Only the DataFrame travels through the XCom backend's store.
 
 One run at a time: DuckDB lets a single process write a file. How it works and how to run it:
 `docs/cosmos.md`.
@@ -36,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -71,8 +83,9 @@ def duckdb_path() -> Path:
     configured = os.environ.get("POKEMON_DUCKDB_PATH")
     if configured:
         return Path(configured).expanduser()
-    airflow_home = Path(os.environ.get("AIRFLOW_HOME", "~/airflow")).expanduser()
-    return airflow_home / "include" / "pokemon.duckdb"
+    # Not under the project: `astro dev start` bind-mounts include/ (and dags/, plugins/, tests/) from
+    # the host, where the container's user may have no write access.
+    return Path(tempfile.gettempdir()) / "pokemon_dbt" / "pokemon.duckdb"
 
 
 def dbt_executable() -> Path:

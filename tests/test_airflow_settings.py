@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.settings_file import settings_file
 from tools.airflow_settings import (
-    DEFAULT_FILE,
     PROJECT_ROOT,
     AirflowSettings,
     SettingsError,
@@ -39,7 +39,7 @@ def one_connection(fields: str) -> AirflowSettings:
 
 
 def test_real_file_defines_every_backend_connection() -> None:
-    settings = load(DEFAULT_FILE)
+    settings = load(settings_file())
     assert [c.conn_id for c in settings.connections] == [
         "s3_xcom_backend_conn",
         "gcs_xcom_backend_conn",
@@ -68,7 +68,7 @@ def test_real_file_defines_every_backend_connection() -> None:
 
 
 def test_real_file_passes_the_cli_check(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--file", str(DEFAULT_FILE), "--check"]) == 0
+    assert main(["--file", str(settings_file()), "--check"]) == 0
     assert "4 connections" in capsys.readouterr().out
 
 
@@ -181,7 +181,7 @@ def test_empty_documents_give_empty_settings(text: str) -> None:
 
 
 def test_connection_env_holds_json_airflow_can_read() -> None:
-    env = connection_env(load(DEFAULT_FILE))
+    env = connection_env(load(settings_file()))
     assert set(env) == {
         "AIRFLOW_CONN_S3_XCOM_BACKEND_CONN",
         "AIRFLOW_CONN_GCS_XCOM_BACKEND_CONN",
@@ -382,6 +382,7 @@ def test_apply_writes_into_a_real_airflow_database(tmp_path: Path) -> None:
     # A database of its own rather than the session's `airflow_db`: this writes connections under the
     # ids other tests rely on. Each step runs in its own process because Airflow reads AIRFLOW_HOME when
     # it is first imported.
+    committed = settings_file()
     home = tmp_path / "airflow_home"
     home.mkdir()
     env = {
@@ -400,7 +401,7 @@ def test_apply_writes_into_a_real_airflow_database(tmp_path: Path) -> None:
         + ["--conn-type", "generic", "--conn-host", "old-host", "--conn-port", "9999"],
         env,
     )
-    _run([python, "-m", "tools.airflow_settings", "--file", str(DEFAULT_FILE)], env)
+    _run([python, "-m", "tools.airflow_settings", "--file", str(committed)], env)
     extra_file = tmp_path / "more_settings.yaml"
     extra_file.write_text(EXTRA_SETTINGS)
     _run([python, "-m", "tools.airflow_settings", "--file", str(extra_file)], env)

@@ -154,6 +154,8 @@ def test_dag_renders_the_same_tasks_without_manifest_or_dbt(monkeypatch: pytest.
         return {task.task_id: sorted(task.upstream_task_ids) for task in dag.tasks}
 
     require_dbt()  # the manifest comes with dbt (`make setup`)
+    # Import errors are the point, not parse speed: a loaded CI machine has passed Airflow's 30 s.
+    monkeypatch.setenv("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "300")
     with_manifest = parse()
     monkeypatch.setenv("POKEMON_DBT_MANIFEST", str(DBT_PROJECT_DIR / "no-such-manifest.json"))
     monkeypatch.setenv("POKEMON_DBT_EXECUTABLE", "/nonexistent/dbt")
@@ -194,3 +196,53 @@ def test_accepted_range_fails_on_a_pokemon_without_height(tmp_path: Path) -> Non
     assert re.search(r"FAIL 1 accepted_range_stg_pokemon_height_dm", result.stdout), result.stdout
     # The mart was never built from the bad staging rows: dbt build stops downstream of a failed test.
     assert "SKIP relation main.pokemon_xp_per_height" in result.stdout, result.stdout
+
+
+def test_default_duckdb_file_is_outside_the_folders_astro_mounts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`astro dev start` bind-mounts dags/, include/, plugins/ and tests/ from the host."""
+    import tempfile
+
+    from dags.pokemon_dbt_cosmos_dag import duckdb_path
+
+    monkeypatch.delenv("POKEMON_DUCKDB_PATH", raising=False)
+    default = duckdb_path()
+    assert default.is_relative_to(Path(tempfile.gettempdir())), default
+    assert not default.resolve().is_relative_to(PROJECT_ROOT), default
+    monkeypatch.setenv("POKEMON_DUCKDB_PATH", "/data/shared/pokemon.duckdb")
+    assert duckdb_path() == Path("/data/shared/pokemon.duckdb")
+
+
+@pytest.mark.parametrize("folder_exists", [False, True], ids=["no-folder", "empty-folder"])
+def test_dbt_task_without_the_load_tasks_file_fails_naming_it(tmp_path: Path, folder_exists: bool) -> None:
+    """What a dbt task meets on a worker that did not run the load task (the DAG is single-machine)."""
+    require_dbt()
+    duckdb_file = tmp_path / "elsewhere" / "pokemon.duckdb"
+    if folder_exists:
+        duckdb_file.parent.mkdir()
+    project = tmp_path / "pokemon"
+    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+    result = subprocess.run(
+        [
+            str(DBT),
+            "run",
+            "--select",
+            "stg_pokemon",
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(project),
+        ],
+        env={
+            **os.environ,
+            "POKEMON_DUCKDB_PATH": str(duckdb_file),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    expected = 'Table with name "raw.pokemon" does not exist' if folder_exists else "Cannot open file"
+    assert expected in output, output

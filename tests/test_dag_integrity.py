@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +30,11 @@ APPROVED_TAGS: set[str] = set()
 # otherwise create ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", str(PROJECT_ROOT / ".airflow"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# These tests check import errors, not parse speed: on a loaded 2-core CI machine the Cosmos DAG has
+# taken longer than Airflow's default 30 s per file, which DagBag reports as an import error.
+PARSE_TIMEOUT_ENV = {"AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300"}
+for _name, _value in PARSE_TIMEOUT_ENV.items():
+    os.environ.setdefault(_name, _value)
 
 DAG_FILES = sorted(DAGS_FOLDER.glob("**/*.py"))
 
@@ -90,3 +97,53 @@ def test_every_task_retries_at_least_twice(path: Path) -> None:
         assert not too_few, (
             f"{dag.dag_id} in {_file_id(path)} has tasks with retries < {MIN_RETRIES}: {too_few}"
         )
+
+
+# --- .astro/test_dag_integrity_default.py: what `astro dev parse` and `astro deploy` run ----------------
+
+PARSE_CHECK = PROJECT_ROOT / ".astro" / "test_dag_integrity_default.py"
+
+
+def run_parse_check(dags_folder: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """pytest on the parse check in a child process, as the CLI runs it (one process per check)."""
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **PARSE_TIMEOUT_ENV,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(PARSE_CHECK), "-q", "-p", "no:cacheprovider", "-o", "addopts="],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_parse_check_passes_on_every_dag_in_dags(tmp_path: Path) -> None:
+    result = run_parse_check(DAGS_FOLDER, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # One test per file plus the check that some DAG loaded.
+    assert f"{len(DAG_FILES) + 1} passed" in result.stdout, result.stdout
+
+
+def test_parse_check_fails_on_a_broken_dag_and_names_it(tmp_path: Path) -> None:
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "fine_dag.py").write_text(
+        "import pendulum\nfrom airflow.sdk import dag, task, BaseHook, Variable\n"
+        "CONN = BaseHook.get_connection('not_defined_anywhere')\n"
+        "LIMIT = Variable.get('not_set', default='5')\n"
+        "@dag(start_date=pendulum.datetime(2025, 1, 1), schedule=None)\n"
+        "def fine():\n    @task\n    def t():\n        pass\n    t()\nfine()\n"
+    )
+    (dags / "broken_dag.py").write_text("from airflow.sdk import dag\nimport no_such_module_here\n")
+    result = run_parse_check(dags, tmp_path)
+    assert result.returncode == 1, result.stdout
+    assert "1 failed, 2 passed" in result.stdout, result.stdout
+    assert "broken_dag.py failed to import" in result.stdout
+    assert "No module named 'no_such_module_here'" in result.stdout

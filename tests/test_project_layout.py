@@ -18,19 +18,11 @@ import pytest
 import yaml
 
 from include.xcom_backend.catalog import ALL_BACKENDS
+from tests.settings_file import SETTINGS_FILE, settings_file
 from tools.airflow_settings import load
+from tools.astro_image import RUNTIME_AIRFLOW, release, runtime_image, same_release
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Astro Runtime build -> the Apache Airflow version it ships. Taken from Astronomer's runtime catalog
-# (updates.astronomer.io/astronomer-runtime, as cut into the Astro CLI's test data on 2026-09-25);
-# docs/astro-runtime.md has the sources. Add a row before moving the Dockerfile to another build.
-RUNTIME_AIRFLOW = {
-    "3.3-1": "3.3.0",
-    "3.3-2": "3.3.0",
-    "3.3-8": "3.3.2",
-}
-RUNTIME_REGISTRY = "astrocrpublic.azurecr.io/runtime"
 
 # Files `astro dev init` creates (README.md aside, which is this project's own), plus this template's.
 ASTRO_FILES = [
@@ -101,34 +93,45 @@ def _flag(command: list[str], name: str) -> str:
 # --- runtime image and Airflow version ---------------------------------------------------------------------
 
 
-def runtime_tag() -> str:
-    froms = [line.split()[1:] for line in _lines("Dockerfile") if line.strip().upper().startswith("FROM ")]
-    assert len(froms) == 1, f"the Dockerfile should have exactly one FROM, found {froms}"
-    image = froms[0][0]
-    registry, _, tag = image.rpartition(":")
-    assert registry == RUNTIME_REGISTRY, f"{image} is not an Astro Runtime 3 image ({RUNTIME_REGISTRY})"
-    # Python variants (3.3-8-python-3.12) ship the same Airflow as the build they belong to.
-    return re.sub(r"-python-\d+\.\d+$", "", tag)
-
-
 def test_dockerfile_runtime_ships_the_locally_pinned_airflow() -> None:
-    tag = runtime_tag()
-    assert tag in RUNTIME_AIRFLOW, f"runtime {tag} is not in RUNTIME_AIRFLOW; add it with its Airflow version"
-    image_airflow = RUNTIME_AIRFLOW[tag]
-    assert lock_pins()["apache-airflow"] == image_airflow
-    assert lock_pins()["apache-airflow-core"] == image_airflow
-    assert f"apache-airflow=={image_airflow}" in _lines("requirements-dev.in")
-    # What is installed in .venv (the same number airflow.__version__ reports, read without importing
-    # Airflow, which would bind this process to an AIRFLOW_HOME).
-    assert version("apache-airflow") == image_airflow
-    assert version("apache-airflow-core") == image_airflow
+    image = runtime_image()
+    assert image.airflow == RUNTIME_AIRFLOW[image.build]
+    assert lock_pins()["apache-airflow"] == image.airflow
+    assert lock_pins()["apache-airflow-core"] == image.airflow
+    assert f"apache-airflow=={image.airflow}" in _lines("requirements-dev.in")
+    # What is installed (read without importing Airflow, which would bind this process to an
+    # AIRFLOW_HOME). In the image this is Astronomer's build, 3.3.2+astro.N: the same release.
+    assert same_release(version("apache-airflow"), image.airflow), version("apache-airflow")
+    assert same_release(version("apache-airflow-core"), image.airflow), version("apache-airflow-core")
+
+
+def test_dockerfile_pins_the_python_rather_than_the_builds_default() -> None:
+    # The build's default (3.14) is not claimed by the dbt lock; see docs/astro-runtime.md.
+    image = runtime_image()
+    assert image.python_pinned, f"{image.image} takes the build's default Python"
+
+
+@pytest.mark.parametrize(
+    ("installed", "expected", "same"),
+    [
+        ("3.3.2", "3.3.2", True),
+        ("3.3.2+astro.1", "3.3.2", True),
+        ("3.3.2+astro.12", "3.3.2+astro.1", True),
+        ("3.3.1+astro.1", "3.3.2", False),
+        ("3.3.2rc1", "3.3.2", False),
+    ],
+)
+def test_version_checks_accept_astronomers_local_suffix(installed: str, expected: str, same: bool) -> None:
+    assert same_release(installed, expected) is same
+    assert release("3.3.2+astro.1") == "3.3.2"
 
 
 def test_runtime_notes_name_the_dockerfile_build() -> None:
     notes = (ROOT / "docs/astro-runtime.md").read_text(encoding="utf-8")
-    tag = runtime_tag()
-    assert f"runtime:{tag}" in notes
-    assert RUNTIME_AIRFLOW[tag] in notes
+    image = runtime_image()
+    assert f"runtime:{image.build}" in notes
+    assert image.image.rpartition("/")[2] in notes
+    assert image.airflow in notes
 
 
 def test_requirements_are_pinned_to_the_locked_versions() -> None:
@@ -155,6 +158,8 @@ def test_requirements_are_pinned_to_the_locked_versions() -> None:
 
 @pytest.mark.parametrize("path", ASTRO_FILES)
 def test_astro_file_exists(path: str) -> None:
+    if ROOT / path == SETTINGS_FILE:
+        settings_file()
     assert (ROOT / path).is_file(), f"{path} is missing"
 
 
@@ -239,7 +244,7 @@ SECRET_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|ACCOUNT_KEY|CREDENTI
 
 @pytest.mark.parametrize("path", [".env.example", "airflow_settings.yaml", "docker-compose.override.yml"])
 def test_committed_files_hold_no_real_secrets(path: str) -> None:
-    text = (ROOT / path).read_text(encoding="utf-8")
+    text = (settings_file() if ROOT / path == SETTINGS_FILE else ROOT / path).read_text(encoding="utf-8")
     assert not re.search(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b", text), "looks like an AWS access key id"
     assert "PRIVATE KEY" not in text, "a private key"
     assert not re.search(r"[?&;]sig=[A-Za-z0-9%+/=]{20,}", text), "a signed SAS token"
@@ -280,7 +285,7 @@ def test_s3_store_matches_env_example_and_connection() -> None:
     buckets = set(_flag(command, "-bucket").split(","))
     assert {env["AIRFLOW__XCOM_BACKEND__S3_BUCKET"], env["AIRFLOW__XCOM_BACKEND__MINIO_BUCKET"]} <= buckets
 
-    conn = load(ROOT / "airflow_settings.yaml").connection(env["AIRFLOW__XCOM_BACKEND__S3_CONN_ID"])
+    conn = load(settings_file()).connection(env["AIRFLOW__XCOM_BACKEND__S3_CONN_ID"])
     assert (conn.login, conn.password) == (env["MINIO_ACCESS_KEY"], env["MINIO_SECRET_KEY"])
     assert urlsplit(json.loads(conn.extra)["endpoint_url"]).netloc == env["MINIO_IP"]
 
@@ -291,7 +296,7 @@ def test_gcs_store_matches_env_example() -> None:
     assert f"/data/{env['AIRFLOW__XCOM_BACKEND__GCS_BUCKET']}" in service["tmpfs"]
     emulator = next(value for _, name, value in env_example() if name == "STORAGE_EMULATOR_HOST")
     assert emulator == f"http://fake-gcs-server:{_flag(service['command'], '-port')}"
-    conn = load(ROOT / "airflow_settings.yaml").connection(env["AIRFLOW__XCOM_BACKEND__GCS_CONN_ID"])
+    conn = load(settings_file()).connection(env["AIRFLOW__XCOM_BACKEND__GCS_CONN_ID"])
     assert conn.conn_type == "google_cloud_platform"
 
 
@@ -301,7 +306,7 @@ def test_azure_store_matches_env_example_and_connection() -> None:
     init = services["azurite-init"]
     assert f"--name {env['AIRFLOW__XCOM_BACKEND__WASB_CONTAINER']}" in " ".join(init["command"])
     assert "--skipApiVersionCheck" in services["azurite"]["command"]
-    conn = load(ROOT / "airflow_settings.yaml").connection(env["AIRFLOW__XCOM_BACKEND__WASB_CONN_ID"])
+    conn = load(settings_file()).connection(env["AIRFLOW__XCOM_BACKEND__WASB_CONN_ID"])
     connection_string = json.loads(conn.extra)["connection_string"]
     assert connection_string == init["environment"]["AZURE_STORAGE_CONNECTION_STRING"]
     assert f"BlobEndpoint=http://azurite:{_flag(services['azurite']['command'], '--blobPort')}/" in (
