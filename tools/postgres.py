@@ -147,9 +147,13 @@ class PostgresServer(LocalServer):
             cursor.execute("SELECT 1")
 
     def start(self) -> Self:
-        super().start()
-        if not self._database_exists(self.database):
-            self.create_database(self.database)
+        try:
+            super().start()
+            if not self._database_exists(self.database):
+                self.create_database(self.database)
+        except BaseException:
+            self.stop()  # the private cluster directory too
+            raise
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
