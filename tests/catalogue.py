@@ -245,6 +245,9 @@ def assert_same(expected: Any, actual: Any) -> None:
     assert type(actual) is type(expected), f"{type(actual).__name__} != {type(expected).__name__}"
     if isinstance(expected, float) and math.isnan(expected):
         assert math.isnan(actual)
+    elif isinstance(expected, float):
+        # -0.0 == 0.0, but a database that drops the sign has changed the value.
+        assert actual == expected and math.copysign(1.0, actual) == math.copysign(1.0, expected), actual
     elif isinstance(expected, dict):
         assert list(actual) == list(expected)
         for k in expected:
