@@ -20,7 +20,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test astro-pytest image-deps demo bench lint format lock clean
+.PHONY: setup test test-postgres astro-pytest image-deps demo bench lint format lock clean
 
 setup: $(STAMP) $(DBT_MANIFEST)
 
@@ -45,6 +45,11 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The contract, end-to-end and fault suites again with PostgreSQL as Airflow's metadata database
+# (tools/servers/postgres.py starts a server from the pinned wheel for the session; `make test` uses SQLite).
+test-postgres: setup
+	XCOM_TEST_DB=postgres $(BIN)/pytest tests/test_backend_contract.py tests/test_e2e.py tests/test_faults.py
 
 # `astro dev pytest` without Docker: the build context less .dockerignore, a venv of the image's Python
 # with only Airflow + requirements.txt + pytest, .env.example as .env, CI unset (tools/astro_pytest.py).

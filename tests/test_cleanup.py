@@ -36,6 +36,9 @@ from tests.support.schemes import SERVED, bucket_var, json_backend
 from tests.support.xcom_calls import push
 from tools.dagrun import run_dag_test
 
+# Pushes and pulls go through the real metadata DB (SQLite or PostgreSQL: XCOM_TEST_DB).
+pytestmark = pytest.mark.usefixtures("xcom_table")
+
 DAG_FILE = REPO_ROOT / "dags" / "xcom_storage_cleanup.py"
 RETENTION = timedelta(days=30)
 

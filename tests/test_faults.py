@@ -43,7 +43,8 @@ from tests.support.schemes import SERVED, bucket_var, json_backend
 from tests.support.xcom_calls import pull, push, store_of
 from tools.servers import LocalServers, unique_bucket_name
 
-pytestmark = pytest.mark.stores
+# Pushes and pulls go through the real metadata DB (SQLite or PostgreSQL: XCOM_TEST_DB).
+pytestmark = [pytest.mark.stores, pytest.mark.usefixtures("xcom_table")]
 
 
 def fails_with(cls: Any, stored: Any, error: type[Exception], *fragments: str) -> Exception:

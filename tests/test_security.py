@@ -39,6 +39,9 @@ from tests.support.schemes import bucket_var, json_backend
 from tests.support.xcom_calls import load, pull, push, store_of
 from tools.servers import unique_bucket_name
 
+# Pushes and pulls go through the real metadata DB (SQLite or PostgreSQL: XCOM_TEST_DB).
+pytestmark = pytest.mark.usefixtures("xcom_table")
+
 S3_CONN_ID = TABLE["s3"].options["conn_id"].default
 AZURE_CONN_ID = TABLE["wasb"].options["conn_id"].default
 
