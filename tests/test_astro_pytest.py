@@ -45,7 +45,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
         ("node_modules/azurite/package.json", True),
         (".venv/bin/python", True),
         (".venv-dbt/bin/dbt", True),
-        ("tools/local_stores.py", False),
+        ("tools/servers/seaweedfs.py", False),
     ],
 )
 def test_the_projects_dockerignore_as_docker_reads_it(path: str, ignored: bool) -> None:
