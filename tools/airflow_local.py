@@ -12,7 +12,8 @@ The connections the DAGs use come from environment variables that point at the l
 the PokeAPI stand-in when the internet is out of reach); Airflow reads those before the database, so
 the yaml's entries, written for the compose network, stay visible in the UI but are not used.
 
-Each process runs in a process group of its own and logs to `.airflow/local/logs/<name>.log`. Ctrl-C
+The stores' connection variables are in `.airflow/local/stores.json`, to look into the buckets
+with the same settings. Each process runs in a process group of its own and logs to `.airflow/local/logs/<name>.log`. Ctrl-C
 or SIGTERM stops them all (SIGTERM to each group, SIGKILL after `--stop-timeout`), then the stores; a
 process that dies on its own stops the rest and the exit status is 1.
 
@@ -124,6 +125,8 @@ class LocalAirflow:
         self.stores.start()
         self.stores.create_default_buckets()
         log(f"Local stores up in {self.stores.startup_seconds:.1f} s")
+        # For whoever wants to look into the buckets while Airflow runs (the browser tests do).
+        (self.home / "stores.json").write_text(json.dumps(self.stores.env(), indent=2))
         connections = (
             {"pokeapi_default": {"conn_type": "http", "host": self.pokeapi_url}} if self.pokeapi_url else {}
         )
