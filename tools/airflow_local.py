@@ -1,7 +1,8 @@
 """`make airflow`: a running Airflow on the local object stores, without Docker, until Ctrl-C.
 
 Starts SeaweedFS, Azurite and fake-gcs-server (tools/local_stores.py), migrates a fresh metadata
-database (SQLite in the home by default, or `--sql-alchemy-conn` for PostgreSQL), then runs the four
+database (SQLite in the home by default; `--postgres` for a PostgreSQL server of its own from
+tools/postgres.py, or `--sql-alchemy-conn URL` for one you run), then runs the four
 processes of `astro dev start` — API server, scheduler, DAG processor, triggerer — with the
 LocalExecutor, the chosen XCom backend and one home under `.airflow/local/`. When the API server
 reports all of them healthy it applies `airflow_settings.yaml` through the REST API, as the Astro CLI
@@ -20,7 +21,8 @@ exit status is 1.
 
     make airflow
     make airflow AIRFLOW_ARGS="--backend include.s3_xcom_backend_json.S3XComBackendJSON --port 8080"
-    make airflow AIRFLOW_ARGS="--sql-alchemy-conn postgresql+psycopg2://user:pw@127.0.0.1:5432/airflow"
+    make airflow AIRFLOW_ARGS=--postgres
+    make airflow AIRFLOW_ARGS="--sql-alchemy-conn postgresql://user:pw@127.0.0.1:5432/airflow"
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class LocalAirflow:
     backend: str = DEFAULT_BACKEND
     port: int | None = None
     sql_alchemy_conn: str | None = None
+    postgres: bool = False
+    """Start a PostgreSQL server in the home for the metadata database (tools/postgres.py)."""
     settings_file: Path = DEFAULT_FILE
     pokeapi_url: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -110,7 +114,10 @@ class LocalAirflow:
         self.home = Path(self.home)
         self.port = self.port or free_port()
         self.stores = None
+        self.postgres_server = None
         self.env: dict[str, str] = {}
+        if self.postgres and self.sql_alchemy_conn:
+            raise ValueError("give --postgres or --sql-alchemy-conn, not both")
 
     @property
     def url(self) -> str:
@@ -136,6 +143,13 @@ class LocalAirflow:
         log(f"Local stores up in {self.stores.startup_seconds:.1f} s")
         # For whoever wants to look into the buckets while Airflow runs (the browser tests do).
         (self.home / "stores.json").write_text(json.dumps(self.stores.env(), indent=2))
+        database = self.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
+        if self.postgres:
+            from tools.postgres import PostgresServer
+
+            self.postgres_server = PostgresServer(self.home / "postgres").start()
+            database = self.postgres_server.url()
+            log(f"PostgreSQL {self.postgres_server.version()} up on port {self.postgres_server.port}")
         connections = (
             {"pokeapi_default": {"conn_type": "http", "host": self.pokeapi_url}} if self.pokeapi_url else {}
         )
@@ -146,8 +160,7 @@ class LocalAirflow:
             connections=connections,
             extra={
                 **self.stores.env(),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sql_alchemy_conn
-                or f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
                 "AIRFLOW__CORE__PARALLELISM": "4",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
@@ -230,6 +243,9 @@ class LocalAirflow:
         if self.stores is not None:
             self.stores.stop()
             self.stores = None
+        if self.postgres_server is not None:
+            self.postgres_server.stop()
+            self.postgres_server = None
 
 
 @contextlib.contextmanager
@@ -254,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, help="API server and UI port (default: a free one)")
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME, help="Airflow home, emptied at start")
-    parser.add_argument("--sql-alchemy-conn", help="metadata database URL (default: SQLite in the home)")
+    database = parser.add_mutually_exclusive_group()
+    database.add_argument(
+        "--postgres", action="store_true", help="a PostgreSQL server of its own in the home"
+    )
+    database.add_argument("--sql-alchemy-conn", help="metadata database URL (default: SQLite in the home)")
     parser.add_argument("--settings", type=Path, default=DEFAULT_FILE, help="airflow_settings.yaml to apply")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--offline", action="store_true", help="PokeAPI from a local stand-in (recorded data)")
@@ -273,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         port=args.port,
         sql_alchemy_conn=args.sql_alchemy_conn,
+        postgres=args.postgres,
         settings_file=args.settings,
         stop_timeout=args.stop_timeout,
     )
