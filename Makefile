@@ -20,7 +20,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test test-browser demo airflow bench lint format lock clean
+.PHONY: setup test test-postgres test-browser demo airflow bench lint format lock clean
 
 setup: $(STAMP) $(DBT_MANIFEST)
 
@@ -50,6 +50,11 @@ test: setup
 # Needs Debian's chromium (`apt-get install -y chromium`); skipped without it, except under CI=1.
 test-browser: setup
 	$(BIN)/pytest tests/test_browser.py
+
+# The contract, end-to-end and fault suites again with PostgreSQL as Airflow's metadata database
+# (tools/postgres.py starts a server from the pinned wheel for the session; `make test` uses SQLite).
+test-postgres: setup
+	XCOM_TEST_DB=postgres $(BIN)/pytest tests/test_backend_contract.py tests/test_e2e.py tests/test_faults.py
 
 demo: setup
 	$(BIN)/python -m tools.demo $(DEMO_ARGS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import math
 import re
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +18,7 @@ from include.xcom_backend import (
     XComReferenceError,
 )
 from include.xcom_backend.catalog import ALL_BACKENDS
+from include.xcom_backend.database import WRAPPED_PREFIX
 from include.xcom_backend.reference import Reference
 from include.xcom_backend.stores.base import ObjectStore
 from tests import xcom_calls
@@ -39,7 +40,7 @@ def push(cls: type[ObjectStoreXComBackend], value: Any, **ids: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(local_stores, monkeypatch):
+def _isolated(local_stores, xcom_table, monkeypatch):
     """Every test writes under its own key prefix in the default buckets, with fresh clients."""
     monkeypatch.setenv("XCOM_BACKEND_KEY_PREFIX", f"contract/{uuid.uuid4().hex[:10]}")
     for name in ("XCOM_BACKEND_THRESHOLD_BYTES", "XCOM_BACKEND_COMPRESSION", "XCOM_BACKEND_PANDAS_FORMAT"):
@@ -69,15 +70,22 @@ def _cases() -> list:
     return cases
 
 
+# The README's advice for production: values under 64 KiB stay in Airflow's database.
+PRODUCTION_THRESHOLD = "65536"
+
+
+@pytest.mark.parametrize("threshold", ["0", PRODUCTION_THRESHOLD], ids=lambda t: f"threshold{t}")
 @pytest.mark.parametrize(("path", "factory", "expected"), _cases())
-def test_catalogue_round_trips_exactly_or_fails_clearly(path, factory, expected):
+def test_catalogue_round_trips_exactly_or_fails_clearly(path, factory, expected, threshold, monkeypatch):
     cls = load(path)
     value = factory()
+    monkeypatch.setenv("XCOM_BACKEND_THRESHOLD_BYTES", threshold)
     if expected == "exact":
         stored = push(cls, value)
-        assert Reference.parse(stored) is not None, (
-            "with the default threshold every value reaches the bucket"
-        )
+        if threshold == "0":
+            assert Reference.parse(stored) is not None, (
+                "with the default threshold every value reaches the bucket"
+            )
         assert_same(value, pull(cls, stored))
     else:
         with pytest.raises(expected) as info:
@@ -146,7 +154,7 @@ def test_corrupted_object_raises(path):
 def test_values_airflow_wrote_to_the_database_pass_through(path, value):
     from airflow.sdk.bases.xcom import BaseXCom
 
-    stored = json.loads(json.dumps(BaseXCom.serialize_value(value)))
+    stored = xcom_calls.through_database(BaseXCom.serialize_value(value))
     assert_same(value, pull(load(path), stored))
 
 
@@ -199,6 +207,56 @@ def test_threshold_keeps_small_values_in_the_database(path, monkeypatch):
     stored = push(cls, lookalike)
     assert Reference.parse(stored) is not None
     assert pull(cls, stored) == lookalike
+
+
+# Small values Airflow's database or its task channel would change or refuse if kept as they are.
+DATABASE_WOULD_CHANGE = {
+    "key-order": {"zebra": 1, "a": 2},
+    "negative-zero": -0.0,
+    "bare-float": 2.0,
+    "float-1e16": 1e16,
+    "nan": math.nan,
+    "infinity": [math.inf],
+    "nul": "a\x00b",
+    "lone-surrogate": "\ud800",
+    "int-beyond-int64": 2**63,
+    "tuple": (1, "a"),
+    "wrapped-lookalike": WRAPPED_PREFIX + "1",
+}
+# And values every one of them keeps: stored as they are, as Airflow would store them.
+DATABASE_KEEPS = {
+    "jsonb-ordered-dict": {"a": 1, "bb": [1, 2.5, None, True], "ccc": {"x": "ü"}},
+    "int64-max": 2**63 - 1,
+    "floats-in-a-list": [1e-7, 2.0, 0.1],
+    "text": "plain ü 😀",
+    "empty": [],
+}
+
+
+@pytest.mark.parametrize("path", BACKENDS)
+@pytest.mark.parametrize("value", DATABASE_WOULD_CHANGE.values(), ids=DATABASE_WOULD_CHANGE)
+def test_under_the_threshold_what_a_database_would_change_is_kept_as_json_text(path, value, monkeypatch):
+    cls = load(path)
+    monkeypatch.setenv("XCOM_BACKEND_THRESHOLD_BYTES", PRODUCTION_THRESHOLD)
+    stored = push(cls, value)
+    assert isinstance(stored, str) and stored.startswith(WRAPPED_PREFIX), stored
+    assert_same(value, pull(cls, stored))
+
+
+@pytest.mark.parametrize("path", BACKENDS)
+@pytest.mark.parametrize("value", DATABASE_KEEPS.values(), ids=DATABASE_KEEPS)
+def test_under_the_threshold_what_every_database_keeps_is_stored_as_it_is(path, value, monkeypatch):
+    cls = load(path)
+    monkeypatch.setenv("XCOM_BACKEND_THRESHOLD_BYTES", PRODUCTION_THRESHOLD)
+    stored = push(cls, value)
+    assert_same(value, stored)  # what the UI shows
+    assert_same(value, pull(cls, stored))
+
+
+@pytest.mark.parametrize("path", BACKENDS)
+def test_a_wrapped_value_that_is_not_json_is_an_error_not_data(path):
+    with pytest.raises(XComReferenceError, match="not valid JSON"):
+        pull(load(path), WRAPPED_PREFIX + "{not json")
 
 
 @pytest.mark.parametrize("path", PANDAS_BACKENDS)

@@ -2,38 +2,71 @@
 
 Runs what `make demo --offline` runs (same code: tools.demo.run_matrix) against the session's local
 stores and a PokeAPI stand-in, then checks task output, the objects in each bucket, and that the
-DataFrame read back from the bucket equals the one the task computed.
+DataFrame read back from the bucket equals the one the task computed. The metadata DB is the
+session's kind (XCOM_TEST_DB): a SQLite file per Airflow home, or one PostgreSQL database they share.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from include.xcom_backend.reference import Reference
+from tests.test_faults import xcom_rows
+from tools.dagrun import airflow_env
 from tools.demo import BACKENDS, DAGS, DemoRun, run_matrix
 from tools.pokeapi_standin import PokeApiStandin
+from tools.postgres import SQL_ALCHEMY_CONN
 
 pytestmark = [pytest.mark.stores, pytest.mark.e2e]
 
 POKEAPI_DATA = Path(__file__).parent / "data" / "pokeapi"
 
 
+@dataclass(frozen=True)
+class Matrix:
+    runs: dict[tuple[str, str], DemoRun]
+    homes: list[Path]
+    db_env: dict[str, str]
+
+
 @pytest.fixture(scope="module")
-def runs(local_stores, tmp_path_factory) -> dict[tuple[str, str], DemoRun]:
+def matrix(local_stores, airflow_db, tmp_path_factory) -> Matrix:
+    base_home = tmp_path_factory.mktemp("e2e")
+    db_env = airflow_db.new_database_env()
     with PokeApiStandin() as api:
         results = run_matrix(
             BACKENDS,
             list(DAGS),
-            base_home=tmp_path_factory.mktemp("e2e"),
-            store_env=local_stores.env(),
+            base_home=base_home,
+            store_env={**local_stores.env(), **db_env},
             pokeapi_url=api.base_url,
             workers=2,
         )
-    return {(run.backend, run.dag_id): run for run in results}
+    runs = {(run.backend, run.dag_id): run for run in results}
+    return Matrix(runs, sorted(base_home.glob("home-*")), db_env)
+
+
+@pytest.fixture(scope="module")
+def runs(matrix: Matrix) -> dict[tuple[str, str], DemoRun]:
+    return matrix.runs
+
+
+def test_every_reference_is_a_row_of_the_sessions_metadata_database(matrix, airflow_db):
+    """What the runs wrote went through the session's database: on PostgreSQL the URL names it."""
+    rows = []
+    for home in matrix.homes:
+        env = airflow_env(home, extra=matrix.db_env)
+        assert (airflow_db.kind == "postgres") == env.get(SQL_ALCHEMY_CONN, "").startswith("postgresql://")
+        rows += [row for dag_id in DAGS for row in xcom_rows(env, dag_id)]
+    in_database = {row["value"] for row in rows}
+    written = {reference for run in matrix.runs.values() for reference in run.references}
+    assert len(written) == 3 * len(BACKENDS)  # one from simple_xcom_dag, two from the Pokémon DAG
+    assert written <= in_database, sorted(written - in_database)[:3]
 
 
 def _short(path: str) -> str:

@@ -6,8 +6,9 @@ Push (the producing task calls `serialize_value`):
 Pull (the consuming task calls `deserialize_value` with what the DB holds):
     reference -> store.get(key) (retried while the store is unreachable) -> verify sha256
               -> [decompress] -> codec chosen by the key's extension -> value
-Anything in the DB that is not a reference (small values kept there by the threshold, or XComs
-Airflow writes itself) is handed to Airflow's own deserializer, exactly as without this backend.
+Small values the threshold keeps in the DB are stored as they are, or as JSON text behind a prefix
+where a database would change them (database.py). Anything else in the DB that is not a reference
+(XComs Airflow writes itself) is handed to Airflow's own deserializer, exactly as without this backend.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, ClassVar
 
 from airflow.sdk.bases.xcom import BaseXCom
 
+from include.xcom_backend import database
 from include.xcom_backend.codecs import (
     CODECS,
     COMPRESSION_SUFFIX,
@@ -51,13 +53,8 @@ _CONTENT_TYPES = {
 }
 
 
+# The JSON of every scalar database.scalar_is_kept accepts is shorter than this.
 _SMALL_SCALAR_BYTES = 32
-
-
-def _is_small_scalar(value: Any) -> bool:
-    """None, a bool, a float or an int of at most 30 digits: JSON of under 32 bytes."""
-    kind = type(value)
-    return kind is bool or kind is float or value is None or (kind is int and -(10**30) < value < 10**30)
 
 
 def _describe(dag_id: str | None, task_id: str | None, map_index: int | None, key: str | None) -> str:
@@ -87,7 +84,7 @@ class ObjectStoreXComBackend(BaseXCom):
         run_id: str | None = None,
         map_index: int | None = None,
     ) -> str:
-        if _is_small_scalar(value) and threshold_bytes() > _SMALL_SCALAR_BYTES:
+        if database.scalar_is_kept(value) and threshold_bytes() > _SMALL_SCALAR_BYTES:
             return BaseXCom.serialize_value(value)  # flags and counts: the database, at Airflow's cost
         settings = Settings.from_env()
         codec = cls._codec_for(value, settings)
@@ -97,7 +94,7 @@ class ObjectStoreXComBackend(BaseXCom):
                 structure = codec.to_structure(value)
                 data = codec.dumps(structure)
                 if cls._keep_in_database(value, data, settings):
-                    return structure
+                    return database.stored_form(structure, data)
             else:
                 data = codec.encode(value)
         except UnsupportedValue as exc:
@@ -161,6 +158,15 @@ class ObjectStoreXComBackend(BaseXCom):
         raw = result.value
         if not isinstance(raw, str):
             return BaseXCom.deserialize_value(result)  # only strings can be references
+        wrapped = database.wrapped_json(raw)
+        if wrapped is not None:
+            try:
+                return CODECS[".json"].decode(wrapped)
+            except ValueError as exc:
+                raise XComReferenceError(
+                    f"XCom value {raw[:200]!r} starts with {database.WRAPPED_PREFIX!r}, which marks JSON "
+                    f"this backend keeps in the database, but is not valid JSON ({exc}); it cannot be read"
+                ) from None
         reference = Reference.parse(raw)
         if reference is None:
             if LOOKS_LIKE_REFERENCE.match(raw):
