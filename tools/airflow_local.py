@@ -235,6 +235,11 @@ class LocalAirflow:
         # The group, not just the leader: the scheduler's task processes and the API server's
         # workers must not outlive it.
         for process in self.processes:
+            if process.popen.poll() is None:
+                print(
+                    f"airflow {process.name} still running after {self.stop_timeout:.0f} s: killed",
+                    flush=True,
+                )
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.popen.pid, signal.SIGKILL)
             process.popen.wait()
