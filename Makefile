@@ -51,10 +51,11 @@ test: setup
 test-browser: setup
 	$(BIN)/pytest tests/test_browser.py
 
-# The contract, end-to-end and fault suites again with PostgreSQL as Airflow's metadata database
-# (tools/postgres.py starts a server from the pinned wheel for the session; `make test` uses SQLite).
+# The contract, end-to-end and fault suites and make airflow again, with PostgreSQL as Airflow's metadata
+# database (tools/postgres.py starts a server from the pinned wheel for the session; `make test` uses SQLite).
 test-postgres: setup
-	XCOM_TEST_DB=postgres $(BIN)/pytest tests/test_backend_contract.py tests/test_e2e.py tests/test_faults.py
+	XCOM_TEST_DB=postgres $(BIN)/pytest tests/test_backend_contract.py tests/test_e2e.py tests/test_faults.py \
+		tests/test_airflow_local.py
 
 demo: setup
 	$(BIN)/python -m tools.demo $(DEMO_ARGS)

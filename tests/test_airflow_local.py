@@ -1,4 +1,8 @@
-"""`make airflow` starts, serves the UI, runs both tutorial DAGs when triggered, and stops cleanly."""
+"""`make airflow` starts, serves the UI, runs both tutorial DAGs when triggered, and stops cleanly.
+
+On the session's metadata database kind: SQLite under `make test`, `make airflow --postgres` (a server
+of its own) under `make test-postgres` (XCOM_TEST_DB=postgres).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from tests.airflow_process import (
     wait_for_dag,
     wait_for_run,
 )
+from tests.conftest import TEST_DB
 from tools.airflow_settings import DEFAULT_FILE, load
 
 pytestmark = pytest.mark.stores
@@ -26,8 +31,11 @@ TUTORIAL_DAGS = ("simple_xcom_dag", "fetch_pokemon_data_dag")
 
 def test_make_airflow_runs_the_tutorial_dags_and_stops_cleanly(local_stores, tmp_path) -> None:
     # `local_stores` is here for its skip: where the servers cannot start, neither can make airflow.
-    run = start_airflow(tmp_path / "home")
+    run = start_airflow(tmp_path / "home", *(["--postgres"] if TEST_DB == "postgres" else []))
     try:
+        assert (TEST_DB == "postgres") == any(line.startswith("PostgreSQL ") for line in run.lines), (
+            run.output
+        )
         page = httpx.get(run.url, timeout=30)
         assert page.status_code == 200 and "<title>Airflow" in page.text, page.text[:500]
 
