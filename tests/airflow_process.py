@@ -45,7 +45,8 @@ class RunningAirflow:
 
     @contextlib.contextmanager
     def client(self) -> Iterator[httpx.Client]:
-        with api_client(self.url) as client:
+        # Generous: a busy SQLite can hold a request up for a while; the tests' deadlines decide.
+        with api_client(self.url, timeout=90) as client:
             yield client
 
 
@@ -127,19 +128,31 @@ def wait_for_dag(client: httpx.Client, dag_id: str, timeout: float = 180) -> dic
     """The DAG as the API serves it, once the DAG processor has parsed it."""
     deadline = time.monotonic() + timeout
     while True:
-        answer = client.get(f"/api/v2/dags/{dag_id}")
-        if answer.status_code == 200:
+        answer = poll_get(client, f"/api/v2/dags/{dag_id}")
+        if answer is not None and answer.status_code == 200:
             return answer.json()
-        assert time.monotonic() < deadline, f"{dag_id} not parsed after {timeout:.0f} s: {answer.text}"
+        last = answer.text if answer is not None else "no answer in time"
+        assert time.monotonic() < deadline, f"{dag_id} not parsed after {timeout:.0f} s: {last}"
         time.sleep(2)
 
 
 def wait_for_run(client: httpx.Client, dag_id: str, run_id: str, timeout: float = 300) -> str:
     """The run's final state; fails the test if it is not final within ``timeout``."""
     deadline = time.monotonic() + timeout
+    state = None
     while True:
-        state = client.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
-        if state in TERMINAL_STATES:
-            return state
+        if (answer := poll_get(client, f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")) is not None:
+            state = answer.raise_for_status().json()["state"]
+            if state in TERMINAL_STATES:
+                return state
         assert time.monotonic() < deadline, f"{dag_id} run {run_id} still {state} after {timeout:.0f} s"
         time.sleep(2)
+
+
+def poll_get(client: httpx.Client, path: str) -> httpx.Response | None:
+    # One slow answer is not the outcome being waited for (on two shared cores the API server can
+    # take longer than the client's timeout while SQLite is busy): the caller's deadline decides.
+    try:
+        return client.get(path)
+    except httpx.TimeoutException:
+        return None

@@ -24,6 +24,7 @@ from include.xcom_backend.stores.base import ObjectStore
 from tests.airflow_process import (
     RunningAirflow,
     kill,
+    poll_get,
     start_airflow,
     stop_airflow,
     wait_for_dag,
@@ -68,8 +69,10 @@ def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object
         if stores_required():
             pytest.fail(f"{problem} (CI: the browser tests must run)", pytrace=False)
         pytest.skip(problem)
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # The UI renders slowly when the two cores are busy; every wait below is bounded by this.
+    expect.set_options(timeout=UI_TIMEOUT_MS)
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),
@@ -196,7 +199,8 @@ def test_clear_from_the_ui_replaces_the_object(airflow, page, minio_store) -> No
     with airflow.client() as client:
         instance = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
         for _ in range(240):
-            ti = client.get(instance).json()
+            answer = poll_get(client, instance)
+            ti = answer.raise_for_status().json() if answer is not None else {"try_number": 0, "state": None}
             if ti["try_number"] > 1 and ti["state"] == "success":
                 break
             page.wait_for_timeout(1000)
