@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from include.xcom_backend.reference import Reference
-from include.xcom_backend.stores import STORES
+from include.xcom_backend.registry import open_store
 from include.xcom_backend.stores.base import ObjectStore
 from tests.airflow_process import (
     RunningAirflow,
@@ -108,13 +108,12 @@ def page(browser_context) -> Iterator[object]:
 
 
 @pytest.fixture
-def minio_store(airflow: RunningAirflow, monkeypatch: pytest.MonkeyPatch):
+def minio_store(airflow: RunningAirflow, monkeypatch: pytest.MonkeyPatch, reset_stores) -> ObjectStore:
     """The bucket the running Airflow writes to, through the project's store adapter."""
     for name, value in json.loads((airflow.home / "stores.json").read_text()).items():
         monkeypatch.setenv(name, value)
-    ObjectStore._instances.clear()
-    yield STORES["minio"]("custom-xcom-backend")
-    ObjectStore._instances.clear()
+    reset_stores()
+    return open_store("minio")
 
 
 def _screenshot(page, tmp_path: Path, name: str) -> Path:

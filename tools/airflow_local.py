@@ -290,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("azure").setLevel(logging.WARNING)
 
     from tools.demo import pokeapi_problem
-    from tools.servers import ServerStartError
     from tools.pokeapi_standin import PokeApiStandin
+    from tools.servers import ServerStartError
 
     airflow = LocalAirflow(
         home=args.home,
