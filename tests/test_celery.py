@@ -1,0 +1,197 @@
+"""Workers that share no disk: the CeleryExecutor with two workers (tools/celery_cluster.py).
+
+A real scheduler, DAG processor and API server on PostgreSQL, Redis as the broker, and two Celery
+workers each with its own HOME, TMPDIR, working directory, Airflow home and hostname. Between the
+workers there is only the network: the Execution API and metadata DB (the reference) and the object
+store (the bytes).
+
+* A DataFrame pushed by a task on w1 is pulled, exactly, by a task on w2.
+* A 200-way mapped task spread over both workers leaves 200 distinct objects with the right values,
+  and each worker ran some of the 200.
+
+About 5-8 minutes on two shared cores, so it is not part of `make test`: `make test-celery` runs it
+(and `.ci/run` does, as a step of its own). Under CI a missing PostgreSQL or Redis fails it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from include.xcom_backend.reference import Reference
+from include.xcom_backend.stores import STORES
+from include.xcom_backend.stores.base import ObjectStore
+from tests.conftest import stores_required
+from tests.dags_for_tests.xcom_celery_pair import expected_frame
+from tests.dags_for_tests.xcom_fanout import WIDTH, expected
+from tests.test_faults import TEST_DAGS
+from tools.celery_cluster import WORKERS, CeleryCluster, hostname_of
+from tools.local_stores import LocalStores, StoreNotInstalledError, unique_bucket_name
+
+# Start-up (~2-3 min on two busy cores) counts against the first test, the 200-way run against the second.
+pytestmark = [pytest.mark.stores, pytest.mark.celery, pytest.mark.timeout(1500)]
+
+BACKEND = "include.minio_xcom_backend_pandas.MinIOXComBackendPandas"
+RUN_TIMEOUT = 900
+
+
+class _Row:
+    """What Airflow hands ``deserialize_value``: an object with the DB column ``value``."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def _show(config: pytest.Config, text: str) -> None:
+    # Straight to the terminal, captured or not: the worker hostnames are what this test must show.
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        if reporter is None:
+            print(text)
+        else:
+            reporter.write_line("")
+            reporter.write_line(text)
+
+
+@pytest.fixture(scope="module")
+def bucket(local_stores: LocalStores) -> Iterator[str]:
+    name = unique_bucket_name("celery")
+    local_stores.create_bucket("minio", name)
+    yield name
+    local_stores.delete_bucket_recursive("minio", name)
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    local_stores: LocalStores,
+    bucket: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> Iterator[CeleryCluster]:
+    cluster = CeleryCluster(
+        tmp_path_factory.mktemp("celery-cluster"),
+        dags_folder=TEST_DAGS,
+        expected_dags=("xcom_celery_pair", "xcom_fanout"),
+        extra_env=local_stores.env()
+        | {
+            "AIRFLOW__CORE__XCOM_BACKEND": BACKEND,
+            "XCOM_BACKEND_MINIO_BUCKET": bucket,
+            # Every value to the store, so that the bucket holds one object per pushed value.
+            "XCOM_BACKEND_THRESHOLD_BYTES": "0",
+            "XCOM_BACKEND_KEY_PREFIX": "xcom",
+        },
+    )
+    try:
+        cluster.start()
+    except StoreNotInstalledError as exc:
+        # Only a missing server binary may skip, and only outside CI; a component that is installed
+        # but fails to start is a failure.
+        missing = exc
+    else:
+        missing = None
+    if missing is not None:
+        if stores_required():
+            pytest.fail(
+                f"{missing}\n(CI or XCOM_REQUIRE_STORES=1: PostgreSQL and Redis are required)", pytrace=False
+            )
+        pytest.skip(f"{missing.server} is not installed: {missing.reason}")
+    timings = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in cluster.timings.items())
+    _show(request.config, f"celery cluster started: {timings}")
+    try:
+        yield cluster
+    finally:
+        began = time.monotonic()
+        cluster.stop()
+        _show(request.config, f"celery cluster stopped in {time.monotonic() - began:.1f} s")
+
+
+def _run(cluster: CeleryCluster, dag_id: str) -> tuple[str, float]:
+    began = time.monotonic()
+    run_id = cluster.trigger(dag_id)
+    state = cluster.wait(dag_id, run_id, timeout=RUN_TIMEOUT)
+    elapsed = time.monotonic() - began
+    if state != "success":
+        logs = "\n".join(
+            cluster.task_log(dag_id, run_id, ti.task_id, ti.map_index)[-3000:]
+            for ti in cluster.task_instances(dag_id, run_id)
+            if ti.state != "success"
+        )
+        pytest.fail(f"{dag_id} {run_id} ended {state}\n{logs[-12000:]}\n{cluster.diagnostics()}")
+    return run_id, elapsed
+
+
+def test_dataframe_pushed_on_one_worker_is_pulled_exactly_on_the_other(
+    cluster: CeleryCluster, bucket: str, request: pytest.FixtureRequest
+) -> None:
+    run_id, elapsed = _run(cluster, "xcom_celery_pair")
+
+    hosts = {ti.task_id: ti.hostname for ti in cluster.task_instances("xcom_celery_pair", run_id)}
+    _show(
+        request.config,
+        f"xcom_celery_pair in {elapsed:.0f} s: "
+        f"produce ran on {hosts['produce']}, consume on {hosts['consume']}",
+    )
+    assert hosts == {"produce": hostname_of(WORKERS[0]), "consume": hostname_of(WORKERS[1])}
+    assert hosts["produce"] != hosts["consume"]
+    consumed = cluster.task_log("xcom_celery_pair", run_id, "consume")
+    assert f"PULLED exact frame (4, 6) pushed on {hosts['produce']} into {hosts['consume']}" in consumed
+    # The consumer's log lives on w2's disk only, the producer's on w1's.
+    assert str(cluster.worker_roots[WORKERS[1]]) in consumed
+    assert str(cluster.worker_roots[WORKERS[0]]) in cluster.task_log("xcom_celery_pair", run_id, "produce")
+
+    # Independently of the consumer: the DB row is a reference, and the object it names is the frame.
+    from include.minio_xcom_backend_pandas import MinIOXComBackendPandas
+
+    stored = cluster.xcom_values("xcom_celery_pair", run_id, "produce")[-1]
+    reference = Reference.parse(stored) if isinstance(stored, str) else None
+    assert reference is not None and reference.bucket == bucket, stored
+    assert reference.key.startswith(f"xcom/xcom_celery_pair/{run_id}/produce/-1/return_value/"), stored
+    ObjectStore._instances.clear()
+    with_bucket = {"XCOM_BACKEND_MINIO_BUCKET": bucket, "XCOM_BACKEND_THRESHOLD_BYTES": "0"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in with_bucket.items():
+            patch.setenv(key, value)
+        frame = MinIOXComBackendPandas.deserialize_value(_Row(stored))
+    pd.testing.assert_frame_equal(frame, expected_frame(), check_exact=True)
+
+
+def test_200_mapped_tasks_spread_over_both_workers(
+    cluster: CeleryCluster, bucket: str, request: pytest.FixtureRequest
+) -> None:
+    run_id, elapsed = _run(cluster, "xcom_fanout")
+
+    mapped = [ti for ti in cluster.task_instances("xcom_fanout", run_id) if ti.task_id == "fan_out"]
+    per_host = Counter(ti.hostname for ti in mapped)
+    _show(
+        request.config, f"xcom_fanout ({WIDTH} mapped) in {elapsed:.0f} s: tasks per worker {dict(per_host)}"
+    )
+    assert len(mapped) == WIDTH and {ti.state for ti in mapped} == {"success"}
+    assert set(per_host) == {hostname_of(name) for name in WORKERS}, per_host
+    assert "COLLECTED 200 intact values" in cluster.task_log("xcom_fanout", run_id, "collect")
+
+    ObjectStore._instances.clear()
+    objects = list(STORES["minio"](bucket).list(f"xcom/xcom_fanout/{run_id}/fan_out/"))
+    assert len({item.key for item in objects}) == len(objects) == WIDTH
+    assert sorted(int(item.key.split("/")[4]) for item in objects) == list(range(WIDTH))
+
+    # Each object read back through the backend, outside Airflow, holds what its instance pushed.
+    from include.minio_xcom_backend_pandas import MinIOXComBackendPandas
+
+    references = cluster.xcom_values("xcom_fanout", run_id, "fan_out")
+    assert sorted(references) == list(range(WIDTH))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XCOM_BACKEND_MINIO_BUCKET", bucket)
+        patch.setenv("XCOM_BACKEND_THRESHOLD_BYTES", "0")
+        wrong = [
+            i
+            for i, ref in references.items()
+            if MinIOXComBackendPandas.deserialize_value(_Row(ref)) != expected(i)
+        ]
+    assert not wrong, f"objects with wrong values at map indexes {wrong[:20]}"
