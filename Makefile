@@ -20,7 +20,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test demo bench lint format lock clean
+.PHONY: setup test test-celery demo bench lint format lock clean
 
 setup: $(STAMP) $(DBT_MANIFEST)
 
@@ -45,6 +45,11 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# The CeleryExecutor with two workers that share no disk (tests/test_celery.py): PostgreSQL, Redis, a
+# scheduler, DAG processor, API server and two workers, ~6 min on 2 cores, so not part of `make test`.
+test-celery: setup
+	$(BIN)/pytest -m celery tests/test_celery.py
 
 demo: setup
 	$(BIN)/python -m tools.demo $(DEMO_ARGS)
