@@ -1,7 +1,12 @@
 """Shared fixtures: an isolated Airflow home, the local object stores, fresh buckets, a migrated DB.
 
 Airflow reads its configuration when it is first imported, so the environment is set up at the
-top of this module, before any test module (or fixture) can import airflow.
+top of this module (and, for PostgreSQL, in pytest_configure), before any test module (or fixture)
+can import airflow.
+
+The metadata database is a dimension of the whole session: ``XCOM_TEST_DB=sqlite`` (the default,
+the embedded database of `make demo`) or ``XCOM_TEST_DB=postgres`` (Astro's; a server from
+tools/postgres.py, started for the session; `make test-postgres`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="xcom-tests-airflow-home-"))
 atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+TEST_DATABASES = ("sqlite", "postgres")
+TEST_DB = os.environ.get("XCOM_TEST_DB", "").strip().lower() or "sqlite"
+if TEST_DB not in TEST_DATABASES:
+    raise SystemExit(f"XCOM_TEST_DB must be one of {', '.join(TEST_DATABASES)}; got {TEST_DB!r}")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO_ROOT / "dags")
@@ -34,6 +43,7 @@ if str(REPO_ROOT) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
 import contextlib  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+import uuid  # noqa: E402
 from collections.abc import Callable, Iterator  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Any, TypeVar  # noqa: E402
@@ -41,8 +51,40 @@ from typing import Any, TypeVar  # noqa: E402
 import pytest  # noqa: E402
 
 from tools.local_stores import LocalStores, StoreStartError, unique_bucket_name  # noqa: E402
+from tools.postgres import SQL_ALCHEMY_CONN, PostgresServer  # noqa: E402
 
 T = TypeVar("T")
+
+# The session's PostgreSQL server when XCOM_TEST_DB=postgres; its first database is the one this
+# process's Airflow uses, and the `airflow_db` fixture migrates it.
+_postgres: PostgresServer | None = None
+_TEMPLATE_DB = "airflow_template"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _postgres
+    if TEST_DB != "postgres" or _postgres is not None:
+        return
+    server = PostgresServer(_AIRFLOW_HOME / "postgres")
+    try:
+        server.start()
+    except StoreStartError as exc:
+        # Asked for by name: a missing server is an error, never a silent fall-back to SQLite.
+        raise pytest.UsageError(f"XCOM_TEST_DB=postgres, but {exc}") from None
+    _postgres = server
+    os.environ[SQL_ALCHEMY_CONN] = server.url()
+    _report(config, f"metadata DB: PostgreSQL {server.version()} at {server.url().split('@')[1]}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _postgres
+    if _postgres is not None:
+        _postgres.stop()
+        _postgres = None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"metadata database: {TEST_DB} (XCOM_TEST_DB)"
 
 
 def stores_required() -> bool:
@@ -164,6 +206,27 @@ class AirflowDb:
     home: Path
     airflow: str
     migrate_seconds: float
+    kind: str = "sqlite"
+    """"sqlite" or "postgres": the session's XCOM_TEST_DB."""
+
+    def copy_into(self, home: Path) -> Path:
+        """A private metadata DB with the migrated schema for the Airflow home ``home``, so a module's
+        runs and XCom rows are its own: a copy of the SQLite file, or a PostgreSQL database made from
+        the migrated template and named in the home's airflow.cfg. Both are instant next to a migration."""
+        home.mkdir(parents=True, exist_ok=True)
+        if _postgres is None:
+            shutil.copy2(self.home / "airflow.db", home / "airflow.db")
+            return home
+        name = _postgres.create_database(f"home_{uuid.uuid4().hex[:12]}", template=_TEMPLATE_DB)
+        (home / "airflow.cfg").write_text(f"[database]\nsql_alchemy_conn = {_postgres.url(name)}\n")
+        return home
+
+    def new_database_env(self) -> dict[str, str]:
+        """Variables pointing an Airflow process at a fresh migrated database of its own on PostgreSQL;
+        none on SQLite, where each Airflow home has its own file."""
+        if _postgres is None:
+            return {}
+        return _postgres.env(_postgres.create_database(f"env_{uuid.uuid4().hex[:12]}", template=_TEMPLATE_DB))
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the ``airflow`` CLI with this session's environment (stores' variables included)."""
@@ -195,7 +258,11 @@ def _airflow_executable() -> str:
 
 @pytest.fixture(scope="session")
 def airflow_db(request: pytest.FixtureRequest) -> AirflowDb:
-    """``airflow db migrate`` on the session's isolated SQLite database, run only when requested."""
+    """``airflow db migrate`` on the session's isolated database, run only when requested.
+
+    On PostgreSQL a copy of the migrated database is kept as a template that nobody connects to,
+    for ``copy_into``: PostgreSQL copies only a database without sessions.
+    """
     airflow = _airflow_executable()
     began = time.monotonic()
     result = subprocess.run(
@@ -212,5 +279,16 @@ def airflow_db(request: pytest.FixtureRequest) -> AirflowDb:
             f"`airflow db migrate` failed ({result.returncode}) in {_AIRFLOW_HOME}:\n{result.stderr[-4000:]}",
             pytrace=False,
         )
-    _report(request.config, f"airflow db migrate: {elapsed:.1f} s")
-    return AirflowDb(home=_AIRFLOW_HOME, airflow=airflow, migrate_seconds=elapsed)
+    if _postgres is not None:
+        _postgres.create_database(_TEMPLATE_DB, template=_postgres.database)
+    _report(request.config, f"airflow db migrate ({TEST_DB}): {elapsed:.1f} s")
+    return AirflowDb(home=_AIRFLOW_HOME, airflow=airflow, migrate_seconds=elapsed, kind=TEST_DB)
+
+
+@pytest.fixture(scope="session")
+def xcom_table(airflow_db: AirflowDb) -> AirflowDb:
+    """The session's migrated metadata DB, ready for tests.xcom_calls to write XCom rows to it."""
+    from tests import xcom_calls
+
+    xcom_calls.bind_database()
+    return airflow_db

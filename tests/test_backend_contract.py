@@ -39,7 +39,7 @@ def push(cls: type[ObjectStoreXComBackend], value: Any, **ids: Any) -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(local_stores, monkeypatch):
+def _isolated(local_stores, xcom_table, monkeypatch):
     """Every test writes under its own key prefix in the default buckets, with fresh clients."""
     monkeypatch.setenv("XCOM_BACKEND_KEY_PREFIX", f"contract/{uuid.uuid4().hex[:10]}")
     for name in ("XCOM_BACKEND_THRESHOLD_BYTES", "XCOM_BACKEND_COMPRESSION", "XCOM_BACKEND_PANDAS_FORMAT"):

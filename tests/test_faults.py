@@ -72,10 +72,8 @@ KINDS = {
 
 def copy_airflow_home(airflow_db: Any, target: Path) -> Path:
     """A private Airflow home whose DB is a copy of the session's migrated one (a copy is instant,
-    a migration ~10 s), so each module's runs and XCom rows are its own."""
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(airflow_db.home / "airflow.db", target / "airflow.db")
-    return target
+    a migration ~10 s), so each module's runs and XCom rows are its own; on either database."""
+    return airflow_db.copy_into(target)
 
 
 def dag_env(
@@ -158,7 +156,9 @@ def dead_endpoint_env(kind: str, port: int, local_stores: LocalStores) -> dict[s
 
 
 @pytest.fixture(autouse=True)
-def _fresh_clients(local_stores: LocalStores, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _fresh_clients(
+    local_stores: LocalStores, xcom_table: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     monkeypatch.setenv("XCOM_BACKEND_KEY_PREFIX", "xcom")
     for name in (
         "XCOM_BACKEND_THRESHOLD_BYTES",
