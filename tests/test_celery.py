@@ -16,29 +16,34 @@ About 5-8 minutes on two shared cores, so it is not part of `make test`: `make t
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from include.minio_xcom_backend_pandas import MinIOXComBackendPandas
 from include.xcom_backend.reference import Reference
 from include.xcom_backend.stores import STORES
 from include.xcom_backend.stores.base import ObjectStore
 from tests.conftest import stores_required
 from tests.dags_for_tests.xcom_celery_pair import expected_frame
 from tests.dags_for_tests.xcom_fanout import WIDTH, expected
-from tests.test_faults import TEST_DAGS
+from tests.test_faults import REPO_ROOT, TEST_DAGS
 from tools.celery_cluster import WORKERS, CeleryCluster, hostname_of
 from tools.local_stores import LocalStores, StoreNotInstalledError, unique_bucket_name
 
 # Start-up (~2-3 min on two busy cores) counts against the first test, the 200-way run against the second.
 pytestmark = [pytest.mark.stores, pytest.mark.celery, pytest.mark.timeout(1500)]
 
-BACKEND = "include.minio_xcom_backend_pandas.MinIOXComBackendPandas"
+BACKEND = f"{MinIOXComBackendPandas.__module__}.{MinIOXComBackendPandas.__qualname__}"
 RUN_TIMEOUT = 900
+#: What every component reads from the one checkout; the rest of their disk is their own.
+SHARED_CODE = ("dags", "include", "plugins", "tests", "tools")
 
 
 class _Row:
@@ -112,6 +117,19 @@ def cluster(
         _show(request.config, f"celery cluster stopped in {time.monotonic() - began:.1f} s")
 
 
+def _written_into_shared_code(cluster: CeleryCluster) -> list[str]:
+    """Files of the project's code changed since the cluster started: the workers must write none."""
+    assert cluster.started_at is not None
+    changed = []
+    for top in SHARED_CODE:
+        for folder, _, files in os.walk(REPO_ROOT / top):
+            for name in files:
+                path = Path(folder, name)
+                if path.stat().st_mtime >= cluster.started_at:
+                    changed.append(str(path.relative_to(REPO_ROOT)))
+    return changed
+
+
 def _run(cluster: CeleryCluster, dag_id: str) -> tuple[str, float]:
     began = time.monotonic()
     run_id = cluster.trigger(dag_id)
@@ -146,9 +164,9 @@ def test_dataframe_pushed_on_one_worker_is_pulled_exactly_on_the_other(
     assert str(cluster.worker_roots[WORKERS[1]]) in consumed
     assert str(cluster.worker_roots[WORKERS[0]]) in cluster.task_log("xcom_celery_pair", run_id, "produce")
 
-    # Independently of the consumer: the DB row is a reference, and the object it names is the frame.
-    from include.minio_xcom_backend_pandas import MinIOXComBackendPandas
+    assert not _written_into_shared_code(cluster)
 
+    # Independently of the consumer: the DB row is a reference, and the object it names is the frame.
     stored = cluster.xcom_values("xcom_celery_pair", run_id, "produce")[-1]
     reference = Reference.parse(stored) if isinstance(stored, str) else None
     assert reference is not None and reference.bucket == bucket, stored
@@ -181,9 +199,9 @@ def test_200_mapped_tasks_spread_over_both_workers(
     assert len({item.key for item in objects}) == len(objects) == WIDTH
     assert sorted(int(item.key.split("/")[4]) for item in objects) == list(range(WIDTH))
 
-    # Each object read back through the backend, outside Airflow, holds what its instance pushed.
-    from include.minio_xcom_backend_pandas import MinIOXComBackendPandas
+    assert not _written_into_shared_code(cluster)
 
+    # Each object read back through the backend, outside Airflow, holds what its instance pushed.
     references = cluster.xcom_values("xcom_fanout", run_id, "fan_out")
     assert sorted(references) == list(range(WIDTH))
     with pytest.MonkeyPatch.context() as patch:

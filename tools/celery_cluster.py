@@ -23,7 +23,6 @@ Components start one after another with bounded waits, and ``stop()`` ends them 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import socket
@@ -36,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from tools.celery_postgres import PostgresServer
 from tools.local_stores import HOST, PROJECT_ROOT, LocalServer, StoreStartError
+from tools.postgres import PostgresServer
 from tools.redis_server import RedisServer
 
 #: The two workers; each listens on the queue of its own name and on the shared ``default`` queue.
@@ -142,6 +141,8 @@ class CeleryCluster:
         self.api_server: AirflowProcess | None = None
         self.processes: list[LocalServer] = []
         self.timings: dict[str, float] = {}
+        #: wall-clock time (``time.time()``) at which ``start()`` began
+        self.started_at: float | None = None
 
     # -- environments ------------------------------------------------------------------------------
 
@@ -157,6 +158,8 @@ class CeleryCluster:
             "TMPDIR": str(root / "tmp"),
             "AIRFLOW_HOME": str(root / "airflow"),
             "PYTHONPATH": str(PROJECT_ROOT),
+            # The project's code is shared read-only: no process writes bytecode next to it.
+            "PYTHONDONTWRITEBYTECODE": "1",
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
@@ -181,9 +184,8 @@ class CeleryCluster:
 
     def worker_env(self, worker: str) -> dict[str, str]:
         """A worker's environment: no metadata DB (Airflow 3 workers reach it only through the API
-        server), no bytecode written into the shared code, its own hostname."""
+        server) and a hostname of its own."""
         return self._base_env(self.worker_roots[worker]) | {
-            "PYTHONDONTWRITEBYTECODE": "1",
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
             HOSTNAME_VAR: hostname_of(worker),
         }
@@ -192,6 +194,7 @@ class CeleryCluster:
 
     def start(self) -> Self:
         """Start everything; on any failure stop what started and raise ``StoreStartError``."""
+        self.started_at = time.time()
         try:
             self._timed("postgres+redis", self._start_servers)
             self._timed("db migrate", self._migrate)
@@ -308,10 +311,7 @@ class CeleryCluster:
 
     def query(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         """Run one read query on the metadata DB; single-column rows come back as plain values."""
-        import psycopg2
-
-        dsn = self.postgres.url().replace("+psycopg2", "")
-        with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cur:
+        with self.postgres.connect() as conn, conn.cursor() as cur:
             cur.execute(sql, params)
             rows = cur.fetchall()
         return [row[0] if len(row) == 1 else row for row in rows]
