@@ -1,4 +1,5 @@
-"""tools/airflow_settings.py reads airflow_settings.yaml as the Astro CLI does and refuses malformed files."""
+"""tools/airflow_settings.py: airflow_settings.yaml read into the Astro CLI's REST payloads, malformed files
+refused, and the payloads applied (POST, PATCH on 409) through Airflow's API."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from tools.airflow_settings import (
     PROJECT_ROOT,
     AirflowSettings,
     SettingsError,
-    connection_env,
     load,
     main,
     parse,
@@ -79,14 +79,14 @@ def test_real_file_passes_the_cli_check(capsys: pytest.CaptureFixture[str]) -> N
 def test_port_zero_or_absent_means_no_port(port: str) -> None:
     conn = one_connection(f"conn_type: postgres\nconn_host: db\n{port}").connections[0]
     assert conn.port is None
-    assert "port" not in json.loads(conn.to_json())
+    assert "port" not in conn.payload()
 
 
 @pytest.mark.parametrize("port", ["conn_port: 5432", "conn_port: '5432'"])
 def test_port_is_an_integer(port: str) -> None:
     conn = one_connection(f"conn_type: postgres\n{port}").connections[0]
     assert conn.port == 5432
-    assert json.loads(conn.to_json())["port"] == 5432
+    assert conn.payload()["port"] == 5432
 
 
 def test_map_extra_becomes_its_json_string() -> None:
@@ -129,7 +129,16 @@ def test_uri_alone_describes_a_connection() -> None:
     )
     conn = settings.connections[0]
     assert conn.uri == "postgres://user:pw@db:5432/app"
-    assert connection_env(settings) == {"AIRFLOW_CONN_BY_URI": "postgres://user:pw@db:5432/app"}
+    # Split into fields, as the CLI does before it POSTs.
+    assert conn.payload() == {
+        "connection_id": "by_uri",
+        "conn_type": "postgres",
+        "host": "db",
+        "login": "user",
+        "password": "pw",
+        "port": 5432,
+        "schema": "app",
+    }
 
 
 def test_variables_and_pools() -> None:
@@ -147,11 +156,11 @@ def test_variables_and_pools() -> None:
               pool_slot: -1
         """
     )
-    assert [(v.key, v.value) for v in settings.variables] == [("favourite", "pikachu")]
-    assert [(p.name, p.slots, p.description) for p in settings.pools] == [
-        ("single_writer", 1, "one at a time"),
-        ("unlimited", -1, ""),
-    ]
+    assert settings.variables == ({"key": "favourite", "value": "pikachu"},)
+    assert settings.pools == (
+        {"name": "single_writer", "slots": 1, "description": "one at a time", "include_deferred": False},
+        {"name": "unlimited", "slots": -1, "description": "", "include_deferred": False},
+    )
 
 
 def test_blank_template_entries_are_skipped() -> None:
@@ -180,20 +189,15 @@ def test_empty_documents_give_empty_settings(text: str) -> None:
     assert parse(yaml.safe_load(text)) == AirflowSettings()
 
 
-def test_connection_env_holds_json_airflow_can_read() -> None:
-    env = connection_env(load(DEFAULT_FILE))
-    assert set(env) == {
-        "AIRFLOW_CONN_S3_XCOM_BACKEND_CONN",
-        "AIRFLOW_CONN_GCS_XCOM_BACKEND_CONN",
-        "AIRFLOW_CONN_AZURE_XCOM_BACKEND_CONN",
-        "AIRFLOW_CONN_POKEAPI_DEFAULT",
-    }
-    s3 = json.loads(env["AIRFLOW_CONN_S3_XCOM_BACKEND_CONN"])
+def test_payloads_are_what_the_cli_posts() -> None:
+    s3 = load(DEFAULT_FILE).connection("s3_xcom_backend_conn").payload()
     assert s3 == {
+        "connection_id": "s3_xcom_backend_conn",
         "conn_type": "aws",
         "login": "local-dev-access-key",
         "password": "local-dev-secret-key",
-        "extra": {"endpoint_url": "http://seaweedfs:8333", "region_name": "us-east-1"},
+        # JSON text, compact with sorted keys, as Go's json.Marshal writes the CLI's map.
+        "extra": '{"endpoint_url":"http://seaweedfs:8333","region_name":"us-east-1"}',
     }
 
 
@@ -331,7 +335,7 @@ def test_cli_refuses_a_malformed_file(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "connections[0] (conn_id 'x')" in err and "'conn_prot'" in err
 
 
-# --- apply() against a real Airflow database -------------------------------------------------------------
+# --- apply() through Airflow's API app, on a real database ---------------------------------------------
 
 EXTRA_SETTINGS = """
 airflow:
@@ -350,10 +354,19 @@ airflow:
     - pool_name: single_writer
       pool_slot: 1
       pool_description: one task at a time
+    - pool_name: default_pool
+      pool_slot: 3
 """
 
-READ_BACK = """
-import json
+# Applies the file twice more (everything exists now: 409, then PATCH) and reads the database back.
+APPLY_AGAIN_AND_READ_BACK = """
+import json, sys
+from tools.airflow_settings import apply, in_process_client, load
+
+with in_process_client() as client:
+    for _ in range(2):
+        print("APPLIED " + json.dumps(apply(client, load(sys.argv[1]))))
+
 from airflow.models import Connection, Pool, Variable
 from airflow.utils.session import create_session
 
@@ -366,7 +379,8 @@ with create_session() as session:
         for c in session.query(Connection)
     }
     pools = {p.pool: [p.slots, p.description] for p in session.query(Pool)}
-print(json.dumps({"connections": conns, "pools": pools, "variable": Variable.get("favorite_pokemon")}))
+state = {"connections": conns, "pools": pools, "variable": Variable.get("favorite_pokemon")}
+print("STATE " + json.dumps(state))
 """
 
 
@@ -394,7 +408,7 @@ def test_apply_writes_into_a_real_airflow_database(tmp_path: Path) -> None:
     env.pop("AIRFLOW_CONN_S3_XCOM_BACKEND_CONN", None)
     python = sys.executable
     _run([python, "-m", "airflow", "db", "migrate"], env)
-    # A connection that apply() must replace, not merge into.
+    # A connection the file updates: PATCH changes the fields it sends and keeps the others.
     _run(
         [python, "-m", "airflow", "connections", "add", "s3_xcom_backend_conn"]
         + ["--conn-type", "generic", "--conn-host", "old-host", "--conn-port", "9999"],
@@ -403,11 +417,16 @@ def test_apply_writes_into_a_real_airflow_database(tmp_path: Path) -> None:
     _run([python, "-m", "tools.airflow_settings", "--file", str(DEFAULT_FILE)], env)
     extra_file = tmp_path / "more_settings.yaml"
     extra_file.write_text(EXTRA_SETTINGS)
-    _run([python, "-m", "tools.airflow_settings", "--file", str(extra_file)], env)
-    # Applying again changes nothing and does not fail on the existing rows.
-    _run([python, "-m", "tools.airflow_settings", "--file", str(extra_file)], env)
-
-    state = json.loads(_run([python, "-c", READ_BACK], env).stdout.strip().splitlines()[-1])
+    output = _run([python, "-c", APPLY_AGAIN_AND_READ_BACK, str(extra_file)], env).stdout.splitlines()
+    applied = [json.loads(line.removeprefix("APPLIED ")) for line in output if line.startswith("APPLIED ")]
+    # The first pass creates what is new and updates what exists; the second finds everything there.
+    assert applied == [
+        ["Added pool: single_writer", "Updated pool: default_pool"]
+        + ["Added variable: favorite_pokemon", "Updated connection: s3_xcom_backend_conn"],
+        ["Updated pool: single_writer", "Updated pool: default_pool"]
+        + ["Updated variable: favorite_pokemon", "Updated connection: s3_xcom_backend_conn"],
+    ]
+    state = json.loads(next(line.removeprefix("STATE ") for line in output if line.startswith("STATE ")))
     conns = state["connections"]
     assert set(conns) >= {
         "s3_xcom_backend_conn",
@@ -417,14 +436,16 @@ def test_apply_writes_into_a_real_airflow_database(tmp_path: Path) -> None:
     }
     assert conns["s3_xcom_backend_conn"] == {
         "conn_type": "aws",
-        "host": None,
+        # Not in the file, so not in the PATCH body: kept from before, as under `astro dev start`.
+        "host": "old-host",
         "login": "replaced-key",
         "password": "replaced-secret",
-        "port": None,
+        "port": 9999,
         "extra": {"endpoint_url": "http://seaweedfs:8333"},
     }
     assert conns["gcs_xcom_backend_conn"]["extra"] == {"is_anonymous": True, "project": "local-dev-project"}
     assert AZURITE_ACCOUNT in conns["azure_xcom_backend_conn"]["extra"]["connection_string"]
     assert conns["pokeapi_default"]["host"] == "https://pokeapi.co"
     assert state["pools"]["single_writer"] == [1, "one task at a time"]
+    assert state["pools"]["default_pool"][0] == 3
     assert state["variable"] == "snorlax"
