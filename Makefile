@@ -20,7 +20,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test test-celery demo bench lint format lock clean
+.PHONY: setup test test-browser test-celery demo airflow bench lint format lock clean
 
 setup: $(STAMP) $(DBT_MANIFEST)
 
@@ -41,18 +41,27 @@ $(DBT_STAMP): dbt-requirements.lock | $(STAMP)
 $(DBT_MANIFEST): $(DBT_STAMP) $(shell find $(DBT_PROJECT) \( -name '*.sql' -o -name '*.yml' \) -not -path '*/target/*')
 	$(DBT_VENV)/bin/dbt parse --quiet --project-dir $(DBT_PROJECT) --profiles-dir $(DBT_PROJECT)
 
+# The browser tests start an Airflow of their own and take minutes: a target (and CI step) of their own.
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest --ignore=tests/test_browser.py
 
-# The CeleryExecutor with two workers that share no disk (tests/test_celery.py): PostgreSQL, Redis, a
-# scheduler, DAG processor, API server and two workers, ~6 min on 2 cores, so not part of `make test`.
+# Needs Debian's chromium (`apt-get install -y chromium`); skipped without it, except under CI=1.
+test-browser: setup
+	$(BIN)/pytest tests/test_browser.py
+
+# The CeleryExecutor with two workers that share no disk (tests/test_celery.py): PostgreSQL, Redis,
+# `make airflow`'s processes and two workers, ~6 min on 2 quiet cores, so not part of `make test`.
 test-celery: setup
 	$(BIN)/pytest -m celery tests/test_celery.py
 
 demo: setup
 	$(BIN)/python -m tools.demo $(DEMO_ARGS)
+
+# A running Airflow (API server, scheduler, DAG processor, triggerer) on the local stores; Ctrl-C stops it.
+airflow: setup
+	$(BIN)/python -m tools.airflow_local $(AIRFLOW_ARGS)
 
 bench: setup
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)

@@ -13,9 +13,10 @@ the PokeAPI stand-in when the internet is out of reach); Airflow reads those bef
 the yaml's entries, written for the compose network, stay visible in the UI but are not used.
 
 The stores' connection variables are in `.airflow/local/stores.json`, to look into the buckets
-with the same settings. Each process runs in a process group of its own and logs to `.airflow/local/logs/<name>.log`. Ctrl-C
-or SIGTERM stops them all (SIGTERM to each group, SIGKILL after `--stop-timeout`), then the stores; a
-process that dies on its own stops the rest and the exit status is 1.
+with the same settings. Each process runs in a process group of its own and logs to
+`.airflow/local/logs/<name>.log`. Ctrl-C or SIGTERM stops them all (SIGTERM to each group, SIGKILL
+after `--stop-timeout`), then the stores; a process that dies on its own stops the rest and the
+exit status is 1.
 
     make airflow
     make airflow AIRFLOW_ARGS="--backend include.s3_xcom_backend_json.S3XComBackendJSON --port 8080"
@@ -57,6 +58,7 @@ COMPONENTS = {
     "triggerer": "triggerer",
 }
 _PR_SET_PDEATHSIG = 1
+_HOME_STAMP = ".make-airflow-home"
 
 
 class AirflowStartError(RuntimeError):
@@ -118,8 +120,15 @@ class LocalAirflow:
         from tools.local_stores import LocalStores
 
         # A fresh home each time: the stores start empty, so older runs' references would dangle.
+        # Only a home this tool made is emptied; any other non-empty directory is refused.
+        stamp = self.home / _HOME_STAMP
+        if self.home.exists() and any(self.home.iterdir()) and not stamp.exists():
+            raise ValueError(
+                f"{self.home} is not empty and was not made by make airflow; choose another --home"
+            )
         shutil.rmtree(self.home, ignore_errors=True)
         (self.home / "logs").mkdir(parents=True)
+        stamp.write_text("made by tools/airflow_local.py, emptied at each start\n")
         settings = load(self.settings_file)
         self.stores = LocalStores(self.home / "stores")
         self.stores.start()
