@@ -1,6 +1,7 @@
 """Workers that share no disk: the CeleryExecutor with two workers (tools/celery_cluster.py).
 
-A real scheduler, DAG processor and API server on PostgreSQL, Redis as the broker, and two Celery
+`make airflow`'s control plane (tools/airflow_local.py: API server, scheduler, DAG processor,
+triggerer, the local stores) on PostgreSQL and switched to Celery, Redis as the broker, and two Celery
 workers each with its own HOME, TMPDIR, working directory, Airflow home and hostname. Between the
 workers there is only the network: the Execution API and metadata DB (the reference) and the object
 store (the bytes).
@@ -35,13 +36,16 @@ from tests.dags_for_tests.xcom_celery_pair import expected_frame
 from tests.dags_for_tests.xcom_fanout import WIDTH, expected
 from tests.test_faults import REPO_ROOT, TEST_DAGS
 from tools.celery_cluster import WORKERS, CeleryCluster, hostname_of
-from tools.local_stores import LocalStores, StoreNotInstalledError, unique_bucket_name
+from tools.local_stores import MINIO_BUCKET, StoreNotInstalledError, patched_env
 
 # Start-up (~2-3 min on two busy cores) counts against the first test, the 200-way run against the second.
 pytestmark = [pytest.mark.stores, pytest.mark.celery, pytest.mark.timeout(1500)]
 
 BACKEND = f"{MinIOXComBackendPandas.__module__}.{MinIOXComBackendPandas.__qualname__}"
 RUN_TIMEOUT = 900
+# Every value to the store, so that the bucket holds one object per pushed value.
+XCOM_SETTINGS = {"XCOM_BACKEND_THRESHOLD_BYTES": "0", "XCOM_BACKEND_KEY_PREFIX": "xcom"}
+BUCKET = MINIO_BUCKET
 #: What every component reads from the one checkout; the rest of their disk is their own.
 SHARED_CODE = ("dags", "include", "plugins", "tests", "tools")
 
@@ -66,32 +70,15 @@ def _show(config: pytest.Config, text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def bucket(local_stores: LocalStores) -> Iterator[str]:
-    name = unique_bucket_name("celery")
-    local_stores.create_bucket("minio", name)
-    yield name
-    local_stores.delete_bucket_recursive("minio", name)
-
-
-@pytest.fixture(scope="module")
 def cluster(
-    local_stores: LocalStores,
-    bucket: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[CeleryCluster]:
     cluster = CeleryCluster(
         tmp_path_factory.mktemp("celery-cluster"),
         dags_folder=TEST_DAGS,
+        backend=BACKEND,
         expected_dags=("xcom_celery_pair", "xcom_fanout"),
-        extra_env=local_stores.env()
-        | {
-            "AIRFLOW__CORE__XCOM_BACKEND": BACKEND,
-            "XCOM_BACKEND_MINIO_BUCKET": bucket,
-            # Every value to the store, so that the bucket holds one object per pushed value.
-            "XCOM_BACKEND_THRESHOLD_BYTES": "0",
-            "XCOM_BACKEND_KEY_PREFIX": "xcom",
-        },
+        extra_env=XCOM_SETTINGS,
     )
     try:
         cluster.start()
@@ -110,7 +97,9 @@ def cluster(
     timings = ", ".join(f"{label} {seconds:.1f} s" for label, seconds in cluster.timings.items())
     _show(request.config, f"celery cluster started: {timings}")
     try:
-        yield cluster
+        # This process reads the bucket with the same settings as the tasks.
+        with patched_env(**cluster.stores.env(), **XCOM_SETTINGS):
+            yield cluster
     finally:
         began = time.monotonic()
         cluster.stop()
@@ -146,7 +135,7 @@ def _run(cluster: CeleryCluster, dag_id: str) -> tuple[str, float]:
 
 
 def test_dataframe_pushed_on_one_worker_is_pulled_exactly_on_the_other(
-    cluster: CeleryCluster, bucket: str, request: pytest.FixtureRequest
+    cluster: CeleryCluster, request: pytest.FixtureRequest
 ) -> None:
     run_id, elapsed = _run(cluster, "xcom_celery_pair")
 
@@ -169,19 +158,15 @@ def test_dataframe_pushed_on_one_worker_is_pulled_exactly_on_the_other(
     # Independently of the consumer: the DB row is a reference, and the object it names is the frame.
     stored = cluster.xcom_values("xcom_celery_pair", run_id, "produce")[-1]
     reference = Reference.parse(stored) if isinstance(stored, str) else None
-    assert reference is not None and reference.bucket == bucket, stored
+    assert reference is not None and reference.bucket == BUCKET, stored
     assert reference.key.startswith(f"xcom/xcom_celery_pair/{run_id}/produce/-1/return_value/"), stored
     ObjectStore._instances.clear()
-    with_bucket = {"XCOM_BACKEND_MINIO_BUCKET": bucket, "XCOM_BACKEND_THRESHOLD_BYTES": "0"}
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in with_bucket.items():
-            patch.setenv(key, value)
-        frame = MinIOXComBackendPandas.deserialize_value(_Row(stored))
+    frame = MinIOXComBackendPandas.deserialize_value(_Row(stored))
     pd.testing.assert_frame_equal(frame, expected_frame(), check_exact=True)
 
 
 def test_200_mapped_tasks_spread_over_both_workers(
-    cluster: CeleryCluster, bucket: str, request: pytest.FixtureRequest
+    cluster: CeleryCluster, request: pytest.FixtureRequest
 ) -> None:
     run_id, elapsed = _run(cluster, "xcom_fanout")
 
@@ -195,7 +180,7 @@ def test_200_mapped_tasks_spread_over_both_workers(
     assert "COLLECTED 200 intact values" in cluster.task_log("xcom_fanout", run_id, "collect")
 
     ObjectStore._instances.clear()
-    objects = list(STORES["minio"](bucket).list(f"xcom/xcom_fanout/{run_id}/fan_out/"))
+    objects = list(STORES["minio"](BUCKET).list(f"xcom/xcom_fanout/{run_id}/fan_out/"))
     assert len({item.key for item in objects}) == len(objects) == WIDTH
     assert sorted(int(item.key.split("/")[4]) for item in objects) == list(range(WIDTH))
 
@@ -204,12 +189,9 @@ def test_200_mapped_tasks_spread_over_both_workers(
     # Each object read back through the backend, outside Airflow, holds what its instance pushed.
     references = cluster.xcom_values("xcom_fanout", run_id, "fan_out")
     assert sorted(references) == list(range(WIDTH))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XCOM_BACKEND_MINIO_BUCKET", bucket)
-        patch.setenv("XCOM_BACKEND_THRESHOLD_BYTES", "0")
-        wrong = [
-            i
-            for i, ref in references.items()
-            if MinIOXComBackendPandas.deserialize_value(_Row(ref)) != expected(i)
-        ]
+    wrong = [
+        i
+        for i, ref in references.items()
+        if MinIOXComBackendPandas.deserialize_value(_Row(ref)) != expected(i)
+    ]
     assert not wrong, f"objects with wrong values at map indexes {wrong[:20]}"

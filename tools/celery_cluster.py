@@ -2,41 +2,43 @@
 
 What users run when they outgrow one machine, reproduced with plain processes:
 
-* PostgreSQL: the metadata DB and Celery's result backend (a network service every machine reaches);
-* Redis: the Celery broker;
-* one "control plane": API server (which is also the workers' Execution API), scheduler and DAG
-  processor, sharing one Airflow home;
-* two Celery workers, each with its own HOME, TMPDIR, working directory and Airflow home (task logs),
-  its own hostname as Airflow records it, and its own queue besides the shared ``default`` one.
+* PostgreSQL (tools/postgres.py): the metadata DB and Celery's result backend, a network service
+  every machine reaches;
+* Redis (tools/redis_server.py): the Celery broker;
+* the control plane of `make airflow` (tools/airflow_local.py: the local stores, API server, which is
+  also the workers' Execution API, scheduler, DAG processor and triggerer), switched to Celery;
+* two Celery workers, each with its own HOME, TMPDIR, working directory and Airflow home (its task
+  logs), its own hostname as Airflow records it, and its own queue besides the shared ``default``.
 
-The workers share with the rest only the project's code (read, never written: no bytecode files),
-the network services above and the object stores. A value pushed on one worker reaches the other
-only as a reference through the Execution API and the metadata DB, and as bytes through the store.
+The workers share with the rest only the project's code (read, never written: no process writes
+bytecode), the network services above and the object stores. A value pushed on one worker reaches
+the other only as a reference through the Execution API and the metadata DB, and as bytes through
+the store.
 
-    with CeleryCluster(tmp_path / "cluster", dags_folder=..., extra_env=stores.env()) as cluster:
+    with CeleryCluster(tmp_path / "cluster", dags_folder=...) as cluster:
         run_id = cluster.trigger("xcom_celery_pair")
-        assert cluster.wait(run_id, "xcom_celery_pair") == "success"
+        assert cluster.wait("xcom_celery_pair", run_id, timeout=600) == "success"
 
-Components start one after another with bounded waits, and ``stop()`` ends them in reverse order
-(SIGTERM, then SIGKILL), also at interpreter exit; see ``tools.local_stores.LocalServer``.
+Every wait is bounded; ``stop()`` ends the workers, then the control plane and the stores, then the
+servers (SIGTERM, then SIGKILL), and runs at interpreter exit too (``LocalServer``'s handlers).
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from tools.local_stores import HOST, PROJECT_ROOT, LocalServer, StoreStartError
-from tools.postgres import PostgresServer
+from tools.airflow_local import DEFAULT_BACKEND, LocalAirflow
+from tools.local_stores import LocalServer, LocalStores, StoreStartError
+from tools.postgres import SQL_ALCHEMY_CONN, PostgresServer
 from tools.redis_server import RedisServer
 
 #: The two workers; each listens on the queue of its own name and on the shared ``default`` queue.
@@ -62,36 +64,43 @@ def hostname_of(worker: str) -> str:
     return f"{worker}-{socket.gethostname()}"
 
 
-class AirflowProcess(LocalServer):
-    """One long-running ``airflow`` command with an environment of its own (nothing inherited)."""
+class CeleryWorker(LocalServer):
+    """``airflow celery worker`` with an environment of its own (nothing inherited from this process)."""
 
-    def __init__(
-        self,
-        name: str,
-        data_dir: Path,
-        args: Callable[[int], list[str]],
-        env: Callable[[int], dict[str, str]],
-        probe: Callable[[AirflowProcess], None],
-        *,
-        startup_timeout: float = 300.0,
-    ) -> None:
-        super().__init__(data_dir, startup_timeout=startup_timeout)
-        self.name = name  # type: ignore[misc]
-        self._args = args
-        self._env = env
-        self._probe_fn = probe
+    def __init__(self, worker: str, data_dir: Path, env: dict[str, str], concurrency: int) -> None:
+        super().__init__(data_dir, startup_timeout=600.0)
+        self.name = f"worker {worker}"  # type: ignore[misc]
+        self.worker = worker
+        self.celery_hostname = f"{worker}@{hostname_of(worker)}"
+        self.env = env
+        self.concurrency = concurrency
 
     def _command(self) -> list[str]:
-        return [sys.executable, "-m", "airflow", *self._args(self.port)]
+        return [
+            sys.executable,
+            "-m",
+            "airflow",
+            "celery",
+            "worker",
+            "--celery-hostname",
+            self.celery_hostname,
+            "--queues",
+            f"{self.worker},{SHARED_QUEUE}",
+            "--concurrency",
+            str(self.concurrency),
+            # Logs stay on the worker's disk; two log servers would also fight over one port here.
+            "--skip-serve-logs",
+        ]
 
     def _env_drop(self) -> tuple[str, ...]:
         return tuple(os.environ)
 
     def _extra_env(self) -> dict[str, str]:
-        return self._env(self.port)
+        return self.env
 
     def _probe(self) -> None:
-        self._probe_fn(self)
+        if f"{self.celery_hostname} ready." not in self.log_text():
+            raise LookupError(f"{self.name} has not logged `ready.` yet")
 
 
 @dataclass(frozen=True)
@@ -103,20 +112,16 @@ class TaskInstanceRow:
     queue: str
 
 
-def _http_ok(url: str) -> None:
-    with urllib.request.urlopen(url, timeout=2.0) as response:
-        if response.status != 200:
-            raise ConnectionError(f"{url} answered {response.status}")
-
-
 class CeleryCluster:
-    """PostgreSQL, Redis, API server, scheduler, DAG processor and two isolated Celery workers.
+    """PostgreSQL, Redis, `make airflow`'s control plane on Celery, and two isolated workers.
 
     :param base_dir: everything local goes below it: one directory per worker "machine", one for the
-        control plane, one per server.
+        control plane (and the stores), one per server.
     :param dags_folder: the DAG files every component reads (the project's code, shared read-only).
-    :param extra_env: variables every Airflow process gets (store connections, XCom backend settings).
+    :param backend: ``AIRFLOW__CORE__XCOM_BACKEND`` of every process.
+    :param extra_env: further variables for every Airflow process (e.g. XCom backend settings).
     :param concurrency: task slots per worker.
+    :param expected_dags: ``start()`` returns once the DAG processor has stored these.
     """
 
     def __init__(
@@ -124,140 +129,109 @@ class CeleryCluster:
         base_dir: Path | str,
         *,
         dags_folder: Path,
-        extra_env: Mapping[str, str] | None = None,
+        backend: str = DEFAULT_BACKEND,
+        extra_env: dict[str, str] | None = None,
         concurrency: int = 4,
         expected_dags: tuple[str, ...] = (),
+        startup_timeout: float = 600.0,
     ) -> None:
         self.base_dir = Path(base_dir).resolve()
         self.dags_folder = Path(dags_folder).resolve()
+        self.backend = backend
         self.extra_env = dict(extra_env or {})
         self.concurrency = concurrency
         self.expected_dags = expected_dags
-        self.jwt_secret = secrets.token_urlsafe(64)  # HS512 wants at least 64 bytes
+        self.startup_timeout = startup_timeout
         self.postgres = PostgresServer(self.base_dir / "postgres")
         self.redis = RedisServer(self.base_dir / "redis")
-        self.control_root = self.base_dir / "control"
         self.worker_roots = {name: self.base_dir / name for name in WORKERS}
-        self.api_server: AirflowProcess | None = None
-        self.processes: list[LocalServer] = []
+        self.airflow: LocalAirflow | None = None
+        self.workers: list[CeleryWorker] = []
         self.timings: dict[str, float] = {}
         #: wall-clock time (``time.time()``) at which ``start()`` began
         self.started_at: float | None = None
 
+    @property
+    def stores(self) -> LocalStores:
+        """The object stores the control plane started (their ``env()`` reaches every process)."""
+        assert self.airflow is not None and self.airflow.stores is not None, "the cluster is not started"
+        return self.airflow.stores
+
     # -- environments ------------------------------------------------------------------------------
 
-    def _base_env(self, root: Path) -> dict[str, str]:
-        """What an Airflow process on the "machine" ``root`` sees: nothing of this process's Airflow
-        settings, HOME or TMPDIR, and only ``root`` as local disk."""
-        for sub in ("home", "tmp", "airflow"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        dropped = ("HOME", "TMPDIR", "PWD", "OLDPWD", "PYTHONPATH")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k not in dropped}
-        env |= {
-            "HOME": str(root / "home"),
-            "TMPDIR": str(root / "tmp"),
-            "AIRFLOW_HOME": str(root / "airflow"),
-            "PYTHONPATH": str(PROJECT_ROOT),
-            # The project's code is shared read-only: no process writes bytecode next to it.
-            "PYTHONDONTWRITEBYTECODE": "1",
+    def _celery_env(self) -> dict[str, str]:
+        return {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(2 * self.concurrency * len(WORKERS)),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__CELERY__BROKER_URL": self.redis.url(),
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.postgres.url()}",
-        }
-        if self.api_server is not None:
-            env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"{self.api_server.endpoint}/execution/"
-        return env | self.extra_env
-
-    def control_env(self) -> dict[str, str]:
-        """Environment of the control plane (and of CLI calls such as ``airflow dags trigger``)."""
-        return self._base_env(self.control_root) | {
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.url(),
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            # The project's code is shared read-only: no process writes bytecode next to it.
+            "PYTHONDONTWRITEBYTECODE": "1",
+            **self.extra_env,
         }
 
     def worker_env(self, worker: str) -> dict[str, str]:
-        """A worker's environment: no metadata DB (Airflow 3 workers reach it only through the API
-        server) and a hostname of its own."""
-        return self._base_env(self.worker_roots[worker]) | {
+        """The control plane's environment, less the metadata DB (Airflow 3 workers reach it only
+        through the API server), with this worker's own disk and hostname."""
+        assert self.airflow is not None
+        root = self.worker_roots[worker]
+        for sub in ("home", "tmp", "airflow", "cwd"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        dropped = (SQL_ALCHEMY_CONN, "PWD", "OLDPWD")
+        env = {k: v for k, v in self.airflow.env.items() if k not in dropped}
+        return env | {
+            "HOME": str(root / "home"),
+            "TMPDIR": str(root / "tmp"),
+            "AIRFLOW_HOME": str(root / "airflow"),
             "AIRFLOW__CORE__HOSTNAME_CALLABLE": f"{__name__}.worker_hostname",
             HOSTNAME_VAR: hostname_of(worker),
         }
 
+    def control_env(self) -> dict[str, str]:
+        """Environment of the control plane, for CLI calls such as ``airflow dags trigger``."""
+        assert self.airflow is not None
+        return dict(self.airflow.env)
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> Self:
-        """Start everything; on any failure stop what started and raise ``StoreStartError``."""
+        """Start everything; on any failure stop what started and raise."""
         self.started_at = time.time()
         try:
             self._timed("postgres+redis", self._start_servers)
-            self._timed("db migrate", self._migrate)
-            self.api_server = self._component(
-                "api-server",
-                self.control_root / "api-server",
-                lambda port: ["api-server", "--host", HOST, "--port", str(port)],
-                lambda port: self.control_env(),
-                lambda proc: _http_ok(f"{proc.endpoint}/api/v2/monitor/health"),
+            self.airflow = LocalAirflow(
+                home=self.base_dir / "control",
+                backend=self.backend,
+                sql_alchemy_conn=self.postgres.url(),
+                extra_env=self._celery_env(),
+                startup_timeout=self.startup_timeout,
             )
-            self._timed("api-server", self.api_server.start)
-            scheduler = self._component(
-                "scheduler",
-                self.control_root / "scheduler",
-                lambda port: ["scheduler"],
-                lambda port: (
-                    self.control_env()
-                    | {
-                        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
-                        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": HOST,
-                        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(port),
-                    }
-                ),
-                lambda proc: _http_ok(f"{proc.endpoint}/health"),
+            self._timed(
+                "control plane (stores, migrate, 4 processes)", lambda: self.airflow.start(log=_quiet)
             )
-            processor = self._component(
-                "dag-processor",
-                self.control_root / "dag-processor",
-                lambda port: ["dag-processor"],
-                lambda port: self.control_env(),
-                lambda proc: self._dags_parsed(),
-            )
-            workers = [
-                self._component(
-                    f"worker {name}",
-                    self.worker_roots[name] / "cwd",
-                    lambda port, name=name: [
-                        "celery",
-                        "worker",
-                        "--celery-hostname",
-                        f"{name}@{hostname_of(name)}",
-                        "--queues",
-                        f"{name},{SHARED_QUEUE}",
-                        "--concurrency",
-                        str(self.concurrency),
-                        "--skip-serve-logs",
-                    ],
-                    lambda port, name=name: self.worker_env(name),
-                    lambda proc, name=name: self._worker_ready(proc, name),
-                )
+            self._timed("DAGs parsed", self._wait_for_dags)
+            self.workers = [
+                CeleryWorker(name, self.worker_roots[name] / "cwd", self.worker_env(name), self.concurrency)
                 for name in WORKERS
             ]
-            for proc in (scheduler, processor, *workers):
-                self._timed(proc.name, proc.start)
+            self._timed("workers", self._start_workers)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Workers first (they finish nothing new), then the control plane, then the servers."""
-        for proc in reversed(self.processes):
-            proc.stop(timeout)
+    def stop(self) -> None:
+        """Workers first (they take nothing new), then the control plane and stores, then the servers."""
+        if self.workers:
+            with ThreadPoolExecutor(len(self.workers)) as pool:
+                list(pool.map(lambda worker: worker.stop(30.0), self.workers))
+        if self.airflow is not None:
+            self.airflow.stop()
+        self.redis.stop()
+        self.postgres.stop()
 
     def __enter__(self) -> Self:
         return self.start()
@@ -271,41 +245,25 @@ class CeleryCluster:
         self.timings[label] = time.monotonic() - began
 
     def _start_servers(self) -> None:
-        self.processes.extend([self.postgres, self.redis])
-        self.postgres.start()
-        self.redis.start()
+        with ThreadPoolExecutor(2) as pool:
+            futures = [pool.submit(server.start) for server in (self.postgres, self.redis)]
+        for future in futures:
+            future.result()
 
-    def _migrate(self) -> None:
-        env = self.control_env()
-        self.control_root.mkdir(parents=True, exist_ok=True)
-        result = subprocess.run(
-            [sys.executable, "-m", "airflow", "db", "migrate"],
-            env=env,
-            cwd=self.control_root,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise StoreStartError(
-                "airflow db migrate", f"exited {result.returncode}", result.stdout + result.stderr
-            )
+    def _start_workers(self) -> None:
+        with ThreadPoolExecutor(len(self.workers)) as pool:
+            futures = [pool.submit(worker.start) for worker in self.workers]
+        for future in futures:
+            future.result()
 
-    def _component(self, name: str, data_dir: Path, *args: Any) -> AirflowProcess:
-        proc = AirflowProcess(name, data_dir, *args)
-        self.processes.append(proc)
-        return proc
-
-    def _dags_parsed(self) -> None:
-        missing = set(self.expected_dags) - set(self.query("SELECT dag_id FROM serialized_dag", ()))
-        if missing:
-            raise LookupError(f"not parsed yet: {sorted(missing)}")
-
-    @staticmethod
-    def _worker_ready(proc: AirflowProcess, name: str) -> None:
-        if f"{name}@{hostname_of(name)} ready." not in proc.log_text():
-            raise LookupError(f"{proc.name} has not logged `ready.` yet")
+    def _wait_for_dags(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while missing := set(self.expected_dags) - set(self.query("SELECT dag_id FROM serialized_dag", ())):
+            if time.monotonic() > deadline:
+                raise StoreStartError(
+                    "DAG processor", f"{sorted(missing)} not parsed after {self.startup_timeout:.0f} s"
+                )
+            time.sleep(1.0)
 
     # -- using it ----------------------------------------------------------------------------------
 
@@ -322,7 +280,6 @@ class CeleryCluster:
         result = subprocess.run(
             [sys.executable, "-m", "airflow", "dags", "trigger", dag_id, "--run-id", run_id],
             env=self.control_env(),
-            cwd=self.control_root,
             capture_output=True,
             text=True,
             timeout=300,
@@ -336,15 +293,17 @@ class CeleryCluster:
 
     def wait(self, dag_id: str, run_id: str, timeout: float) -> str:
         """Wait until the run succeeds or fails and return its state; raise ``TimeoutError`` after
-        ``timeout`` seconds, or ``RuntimeError`` at once if a component died."""
+        ``timeout`` seconds, or ``RuntimeError`` at once if a process died."""
+        assert self.airflow is not None
         deadline = time.monotonic() + timeout
         while True:
-            states = self.query(
-                "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (dag_id, run_id)
-            )
+            query = "SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s"
+            states = self.query(query, (dag_id, run_id))
             if states and states[0] in _TERMINAL_RUN_STATES:
                 return states[0]
-            dead = [proc.name for proc in self.processes if not proc.is_running()]
+            dead = [w.name for w in self.workers if not w.is_running()]
+            dead += [f"airflow {p.name}" for p in self.airflow.dead()]
+            dead += [s.name for s in (self.postgres, self.redis) if not s.is_running()]
             if dead:
                 raise RuntimeError(f"{', '.join(dead)} exited during the run\n{self.diagnostics()}")
             if time.monotonic() > deadline:
@@ -381,7 +340,13 @@ class CeleryCluster:
         return "\n".join(texts)
 
     def diagnostics(self, lines: int = 15) -> str:
-        """The last lines of every component's log, for a failure message."""
-        return "\n".join(
-            f"--- {proc.name} ({proc.log_path})\n{proc.log_tail(lines)}" for proc in self.processes
-        )
+        """The last lines of every process's log, for a failure message."""
+        parts = [f"--- {w.name} ({w.log_path})\n{w.log_tail(lines)}" for w in self.workers]
+        if self.airflow is not None:
+            parts += [f"--- airflow {p.name} ({p.log_path})\n{p.tail(lines)}" for p in self.airflow.processes]
+        parts += [f"--- {s.name} ({s.log_path})\n{s.log_tail(lines)}" for s in (self.postgres, self.redis)]
+        return "\n".join(parts)
+
+
+def _quiet(line: str) -> None:
+    """``LocalAirflow.start``'s progress lines: kept out of test output (the timings say it all)."""
