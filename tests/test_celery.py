@@ -10,17 +10,19 @@ store (the bytes).
 * A 200-way mapped task spread over both workers leaves 200 distinct objects with the right values,
   and each worker ran some of the 200.
 
-About 5-8 minutes on two shared cores, so it is not part of `make test`: `make test-celery` runs it
-(and `.ci/run` does, as a step of its own). Under CI a missing PostgreSQL or Redis fails it.
+About 5-9 minutes on two shared cores, so those two are not part of `make test`: `make test-celery`
+runs them (and `.ci/run` does, as a step of its own). Under CI a missing PostgreSQL or Redis fails
+them. The broker's own test takes seconds and runs in `make test`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +38,17 @@ from tests.dags_for_tests.xcom_celery_pair import expected_frame
 from tests.dags_for_tests.xcom_fanout import WIDTH, expected
 from tests.test_faults import REPO_ROOT, TEST_DAGS
 from tools.celery_cluster import WORKERS, CeleryCluster, hostname_of
-from tools.local_stores import MINIO_BUCKET, StoreNotInstalledError, patched_env
+from tools.local_stores import HOST, MINIO_BUCKET, StoreNotInstalledError, patched_env
+from tools.redis_server import RedisServer
 
-# Start-up (~2-3 min on two busy cores) counts against the first test, the 200-way run against the second.
-pytestmark = [pytest.mark.stores, pytest.mark.celery, pytest.mark.timeout(1500)]
+
+def on_the_cluster(test: Callable[..., None]) -> Callable[..., None]:
+    """Marks of the cluster tests: `make test-celery` only. Start-up (2-5 min on two busy cores)
+    counts against the first test's time-out, the 200-way run against the second's."""
+    for mark in (pytest.mark.stores, pytest.mark.celery, pytest.mark.timeout(1500)):
+        test = mark(test)
+    return test
+
 
 BACKEND = f"{MinIOXComBackendPandas.__module__}.{MinIOXComBackendPandas.__qualname__}"
 RUN_TIMEOUT = 900
@@ -134,6 +143,7 @@ def _run(cluster: CeleryCluster, dag_id: str) -> tuple[str, float]:
     return run_id, elapsed
 
 
+@on_the_cluster
 def test_dataframe_pushed_on_one_worker_is_pulled_exactly_on_the_other(
     cluster: CeleryCluster, request: pytest.FixtureRequest
 ) -> None:
@@ -165,6 +175,7 @@ def test_dataframe_pushed_on_one_worker_is_pulled_exactly_on_the_other(
     pd.testing.assert_frame_equal(frame, expected_frame(), check_exact=True)
 
 
+@on_the_cluster
 def test_200_mapped_tasks_spread_over_both_workers(
     cluster: CeleryCluster, request: pytest.FixtureRequest
 ) -> None:
@@ -195,3 +206,25 @@ def test_200_mapped_tasks_spread_over_both_workers(
         if MinIOXComBackendPandas.deserialize_value(_Row(ref)) != expected(i)
     ]
     assert not wrong, f"objects with wrong values at map indexes {wrong[:20]}"
+
+
+def test_redis_server_answers_only_with_its_password_and_stops_cleanly(tmp_path: Path) -> None:
+    """The broker alone (seconds, part of `make test`): real PING, AUTH enforced, port free after stop."""
+    server = RedisServer(tmp_path / "redis")
+    try:
+        server.start()
+    except StoreNotInstalledError as exc:
+        if stores_required():
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(f"Redis is not installed: {exc.reason}")
+    try:
+        assert server.command("PING") == b"+PONG"
+        with socket.create_connection((HOST, server.port), timeout=5) as sock:
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            assert sock.recv(100).startswith(b"-NOAUTH"), "a client without the password must be refused"
+        assert f":{server.password}@" in server.url() and server.config_path.stat().st_mode & 0o077 == 0
+    finally:
+        server.stop()
+    assert not server.is_running()
+    with pytest.raises(OSError), socket.create_connection((HOST, server.port), timeout=2):
+        pass
