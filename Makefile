@@ -20,7 +20,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYTHONPATH := $(CURDIR)
 export PATH := $(CURDIR)/$(BIN):$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test test-postgres test-browser astro-pytest image-deps demo airflow bench lint format lock clean
+.PHONY: setup test test-postgres test-browser test-celery astro-pytest image-deps demo airflow bench lint format lock clean
 
 setup: $(STAMP) $(DBT_MANIFEST)
 
@@ -65,6 +65,11 @@ astro-pytest: $(STAMP)
 # Every pin the image installs claims the Dockerfile's Python on x86_64 and aarch64 (needs the index).
 image-deps: $(STAMP)
 	$(BIN)/python -m tools.image_deps $(IMAGE_DEPS_ARGS)
+
+# The CeleryExecutor with two workers that share no disk (tests/test_celery.py): PostgreSQL, Redis,
+# `make airflow`'s processes and two workers, ~6 min on 2 quiet cores, so not part of `make test`.
+test-celery: setup
+	$(BIN)/pytest -m celery tests/test_celery.py
 
 demo: setup
 	$(BIN)/python -m tools.demo $(DEMO_ARGS)
