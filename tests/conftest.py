@@ -78,6 +78,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"XCOM_TEST_DB=postgres, but {exc}") from None
     _postgres = server
     os.environ[SQL_ALCHEMY_CONN] = server.url()
+    # Importing the backends' settings (above) imported Airflow, which set up its ORM on SQLite from
+    # the environment of that moment: set it up again on this server.
+    from airflow import settings
+
+    settings.dispose_orm(do_log=False)
+    settings.configure_vars()
+    settings.configure_orm()
     _report(config, f"metadata DB: PostgreSQL {server.version()} at {server.url().split('@')[1]}")
 
 
