@@ -22,7 +22,9 @@ from tools.demo import BACKENDS, DAGS, DemoRun, run_matrix
 from tools.pokeapi_standin import PokeApiStandin
 from tools.servers.postgres import SQL_ALCHEMY_CONN
 
-pytestmark = [pytest.mark.stores, pytest.mark.e2e]
+# The first test waits for the module's 16 `airflow dags test` runs (two at a time), ~70 s each on a
+# loaded 2-core machine: more than the suite's 600 s per test.
+pytestmark = [pytest.mark.stores, pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 POKEAPI_DATA = Path(__file__).parent / "data" / "pokeapi"
 
