@@ -19,7 +19,7 @@ from tools.pokeapi_standin import PokeApiStandin
 
 pytestmark = [pytest.mark.stores, pytest.mark.e2e]
 
-POKEAPI_DATA = Path(__file__).parent / "data" / "pokeapi"
+POKEAPI_DATA = Path(__file__).resolve().parents[1] / "data" / "pokeapi"
 
 
 @pytest.fixture(scope="module")
