@@ -6,7 +6,7 @@
 * Secrets: with an S3 connection that carries a password, MINIO_SECRET_KEY, and an Azure SAS token
   (a real one, signed with Azurite's key), pushes and pulls that succeed and that fail leave the
   secret out of references, error messages and logs, in-process and in a real task log.
-  (.env being git-ignored and .env.example holding placeholders: tests/test_project_layout.py.)
+  (.env being git-ignored and .env.example holding placeholders: tests/project/test_project_layout.py.)
 * Keys: a task id or key with `/`, `..` or control characters stays one segment under the prefix.
 """
 

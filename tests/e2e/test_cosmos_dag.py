@@ -25,7 +25,7 @@ from tools.dagrun import DagTestResult, airflow_env, run_dag_test
 from tools.pokeapi_standin import DEFAULT_DATA_DIR, PokeApiStandin
 from tools.servers import LocalServers
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAG_ID = "pokemon_dbt_cosmos_dag"
 DAG_FILE = PROJECT_ROOT / "dags" / f"{DAG_ID}.py"
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt" / "pokemon"

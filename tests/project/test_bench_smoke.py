@@ -21,7 +21,7 @@ from tools.servers import LocalServers
 
 pytestmark = pytest.mark.stores
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 REQUIRED_METHODS = ("pandas", "floor", "csv")
 

@@ -26,7 +26,7 @@ from tools.servers.postgres import SQL_ALCHEMY_CONN
 # loaded 2-core machine: more than the suite's 600 s per test.
 pytestmark = [pytest.mark.stores, pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-POKEAPI_DATA = Path(__file__).parent / "data" / "pokeapi"
+POKEAPI_DATA = Path(__file__).resolve().parents[1] / "data" / "pokeapi"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.settings_file import settings_file
+from tests.support.settings_file import settings_file
 from tools.airflow_settings import (
     PROJECT_ROOT,
     AirflowSettings,

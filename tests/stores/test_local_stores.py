@@ -365,7 +365,7 @@ def test_servers_die_with_a_killed_parent(tmp_path: Path) -> None:
     )
     parent = subprocess.Popen(
         [sys.executable, "-c", script],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -421,7 +421,7 @@ def test_command_line_keeps_servers_running_until_interrupted(tmp_path: Path) ->
     command = [sys.executable, "-m", "tools.servers", *servers, "--env-file", str(env_file)]
     proc = subprocess.Popen(
         [*command, "--data-dir", str(tmp_path / "data")],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -20,7 +20,7 @@ import pytest
 if TYPE_CHECKING:
     from airflow.dag_processing.dagbag import DagBag
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 MIN_RETRIES = 2
 # Leave empty to accept any tag; fill in to hold DAG authors to a fixed vocabulary.

@@ -19,7 +19,7 @@ from tools.astro_pytest import (
     pytest_pin,
 )
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(

@@ -18,11 +18,11 @@ import pytest
 import yaml
 
 from include.xcom_backend.catalog import ALL_BACKENDS
-from tests.settings_file import SETTINGS_FILE, settings_file
+from tests.support.settings_file import SETTINGS_FILE, settings_file
 from tools.airflow_settings import load
 from tools.astro_image import RUNTIME_AIRFLOW, release, runtime_image, same_release
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Files `astro dev init` creates (README.md aside, which is this project's own), plus this template's.
 ASTRO_FILES = [

@@ -21,7 +21,7 @@ from tools.pokeapi_standin import PokeApiStandin
 pytestmark = pytest.mark.e2e
 
 # None is Airflow's default: the metadata DB, where Airflow 3.3's serializer also handles DataFrames.
-# The eight object-store backends run both DAGs in tests/test_e2e.py.
+# The eight object-store backends run both DAGs in tests/e2e/test_e2e.py.
 XCOM_BACKENDS = [pytest.param(None, id="default-db-xcom")]
 
 

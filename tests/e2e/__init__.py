@@ -1,0 +1,1 @@
+"""Real DAG runs with `airflow dags test` (marker `e2e`)."""

@@ -1,0 +1,1 @@
+"""The project as files: layout, settings files, image, tools."""

@@ -1,0 +1,1 @@
+"""Tests against the real local object-store servers (marker `stores`)."""

@@ -1,0 +1,1 @@
+"""Tests of the core that need no server: they never skip."""
