@@ -45,17 +45,18 @@ $(DBT_MANIFEST): $(DBT_STAMP) $(shell find $(DBT_PROJECT) \( -name '*.sql' -o -n
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest --ignore=tests/test_browser.py
+	$(BIN)/pytest --ignore=tests/e2e/test_browser.py
 
 # Needs Debian's chromium (`apt-get install -y chromium`); skipped without it, except under CI=1.
 test-browser: setup
-	$(BIN)/pytest tests/test_browser.py
+	$(BIN)/pytest tests/e2e/test_browser.py
 
-# The contract, end-to-end and fault suites and make airflow again, with PostgreSQL as Airflow's metadata
-# database (tools/servers/postgres.py starts a server from the pinned wheel for the session; `make test` uses SQLite).
+# The contract, end-to-end and fault suites and make airflow again, with PostgreSQL as Airflow's
+# metadata database (tools/servers/postgres.py starts a server from the pinned wheel for the session;
+# `make test` uses SQLite).
 test-postgres: setup
-	XCOM_TEST_DB=postgres $(BIN)/pytest tests/test_backend_contract.py tests/test_e2e.py tests/test_faults.py \
-		tests/test_airflow_local.py
+	XCOM_TEST_DB=postgres $(BIN)/pytest tests/stores/test_backend_contract.py tests/stores/test_faults.py \
+		tests/e2e/test_e2e.py tests/e2e/test_airflow_local.py
 
 # `astro dev pytest` without Docker: the build context less .dockerignore, a venv of the image's Python
 # with only Airflow + requirements.txt + pytest, .env.example as .env, CI unset (tools/astro_pytest.py).
@@ -66,10 +67,10 @@ astro-pytest: $(STAMP)
 image-deps: $(STAMP)
 	$(BIN)/python -m tools.image_deps $(IMAGE_DEPS_ARGS)
 
-# The CeleryExecutor with two workers that share no disk (tests/test_celery.py): PostgreSQL, Redis,
+# The CeleryExecutor with two workers that share no disk (tests/e2e/test_celery.py): PostgreSQL, Redis,
 # `make airflow`'s processes and two workers, ~6 min on 2 quiet cores, so not part of `make test`.
 test-celery: setup
-	$(BIN)/pytest -m celery tests/test_celery.py
+	$(BIN)/pytest -m celery tests/e2e/test_celery.py
 
 demo: setup
 	$(BIN)/python -m tools.demo $(DEMO_ARGS)

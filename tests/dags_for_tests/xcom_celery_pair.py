@@ -1,4 +1,4 @@
-"""Test-only DAG: a DataFrame pushed on Celery worker w1 is pulled on worker w2 (tests/test_celery.py).
+"""Test-only DAG: a DataFrame pushed on Celery worker w1 is pulled on worker w2 (tests/e2e/test_celery.py).
 
 Each task names the queue only one worker listens on, so the two run on different "machines":
 different hostname, HOME, working directory and temp dir (tools/celery_cluster.py). The producer

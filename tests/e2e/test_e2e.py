@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from include.xcom_backend.reference import Reference
-from tests.test_faults import xcom_rows
+from tests.support.dagruns import xcom_rows
 from tools.dagrun import airflow_env
 from tools.demo import BACKENDS, DAGS, DemoRun, run_matrix
 from tools.pokeapi_standin import PokeApiStandin

@@ -12,7 +12,8 @@ import time
 import httpx
 import pytest
 
-from tests.airflow_process import (
+from tests.conftest import TEST_DB
+from tests.support.airflow_process import (
     kill,
     spawn_airflow,
     start_airflow,
@@ -21,7 +22,6 @@ from tests.airflow_process import (
     wait_for_dag,
     wait_for_run,
 )
-from tests.conftest import TEST_DB
 from tools.airflow_settings import DEFAULT_FILE, load
 
 pytestmark = pytest.mark.stores

@@ -21,7 +21,8 @@ import pytest
 from include.xcom_backend.reference import Reference
 from include.xcom_backend.registry import open_store
 from include.xcom_backend.stores.base import ObjectStore
-from tests.airflow_process import (
+from tests.conftest import stores_required
+from tests.support.airflow_process import (
     RunningAirflow,
     kill,
     poll_get,
@@ -30,7 +31,6 @@ from tests.airflow_process import (
     wait_for_dag,
     wait_for_run,
 )
-from tests.conftest import stores_required
 from tools.dagrun import PROJECT_ROOT
 
 pytestmark = pytest.mark.stores
