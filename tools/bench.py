@@ -372,7 +372,7 @@ class CodecMethod(Method):
         self.codec = ParquetCodec()
 
     def push(self, frame: pd.DataFrame) -> Any:
-        return self.codec.encode(frame)
+        return self.codec.encode(frame).data
 
     def pull(self, handle: Any) -> Any:
         return self.codec.decode(handle)
@@ -623,7 +623,7 @@ def bench_frames(config: BenchConfig, servers: LocalServers, buckets: dict[str, 
     for rows in config.rows:
         _progress(f"--- {rows:,} rows: building the frame")
         frame = make_frame(rows)
-        parquet = ParquetCodec().encode(frame)
+        parquet = ParquetCodec().encode(frame).data
         frame_bytes = int(frame.memory_usage(deep=True).sum())
         frames.append(
             {
@@ -894,7 +894,7 @@ def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: i
 
     codec = ParquetCodec()
     store = STORES[spec.name](bucket)
-    floor = FloorMethod(spec, bucket, codec.encode(frame))
+    floor = FloorMethod(spec, bucket, codec.encode(frame).data)
     key = f"bench-stages/{uuid.uuid4().hex}.parquet"
     steps: dict[str, list[float]] = {}
 
@@ -906,7 +906,7 @@ def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: i
 
     for _ in range(repeat):
         gc.collect()
-        data = timed("encode (Parquet)", lambda: codec.encode(frame))
+        data = timed("encode (Parquet)", lambda: codec.encode(frame).data)
         checksum = timed("sha256 (push)", lambda d=data: hashlib.sha256(d).hexdigest())
         meta = {"xcom_sha256": checksum}
         timed("store.put", lambda d=data, m=meta: store.put(key, d, content_type=_PARQUET_TYPE, metadata=m))
@@ -930,9 +930,9 @@ def memory_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame) -> list[
     codec = ParquetCodec()
     store = STORES[spec.name](bucket)
     key = f"bench-stages/{uuid.uuid4().hex}.parquet"
-    data = codec.encode(frame)
+    data = codec.encode(frame).data
     steps = {
-        "encode (Parquet)": lambda: codec.encode(frame),
+        "encode (Parquet)": lambda: codec.encode(frame).data,
         "store.put": lambda: store.put(key, data, content_type=_PARQUET_TYPE, metadata={}),
         "store.get": lambda: store.get(key),
         "decode (Parquet)": lambda: codec.decode(data),
