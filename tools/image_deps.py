@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import email.parser
 import hashlib
+import io
 import json
 import os
 import re
@@ -37,6 +38,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.error
 import urllib.request
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -58,6 +61,7 @@ GLIBC = (2, 28)
 ARCHITECTURES = ("x86_64", "aarch64")
 DEFAULT_INDEX = "https://pypi.org/simple"
 TIMEOUT_S = 120
+NETWORK_ATTEMPTS = 4
 DOWNLOAD_WORKERS = 6
 CACHE_DIR = (
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xcom-backends" / "wheel-metadata"
@@ -179,9 +183,22 @@ def index_url() -> str:
 
 
 def _get(url: str, accept: str | None = None) -> bytes:
+    """The body at url. A lookup or connection that fails for a moment (DNS answering EAI_AGAIN under
+    many parallel requests, a reset) is tried again a bounded number of times; an HTTP error answer is
+    final, and the last network error is raised with the URL named."""
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-        return response.read()
+    for attempt in range(1, NETWORK_ATTEMPTS + 1):
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+                return response.read()
+        except urllib.error.HTTPError:
+            raise
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            if attempt == NETWORK_ATTEMPTS:
+                raise PackageIndexError(f"{url}: {NETWORK_ATTEMPTS} attempts, last: {error}") from error
+            print(f"  {url}: {error}; trying again ({attempt}/{NETWORK_ATTEMPTS})", file=sys.stderr)
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
 
 
 @cache
@@ -224,24 +241,7 @@ def wheel_metadata(entry: dict) -> WheelMetadata:
         return WheelMetadata(
             entry["filename"], data["requires_python"], tuple(data["python_minors"]), _uploaded(entry)
         )
-    with tempfile.TemporaryDirectory() as tmp:
-        wheel = Path(tmp) / entry["filename"]
-        digest = hashlib.sha256()
-        with urllib.request.urlopen(entry["url"], timeout=TIMEOUT_S) as response, wheel.open("wb") as out:
-            while chunk := response.read(1 << 20):
-                digest.update(chunk)
-                out.write(chunk)
-        if digest.hexdigest() != sha256:
-            raise PackageIndexError(
-                f"{entry['filename']}: sha256 {digest.hexdigest()} is not the index's {sha256}"
-            )
-        with zipfile.ZipFile(wheel) as archive:
-            names = [n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
-            if len(names) != 1:
-                raise PackageIndexError(
-                    f"{entry['filename']}: expected one .dist-info/METADATA, found {names}"
-                )
-            text = archive.read(names[0]).decode("utf-8", errors="replace")
+    text = _metadata_file(entry) if entry.get("core-metadata") else _metadata_in_wheel(entry)
     metadata = parse_metadata(entry["filename"], text, _uploaded(entry))
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     cached.write_text(
@@ -249,6 +249,30 @@ def wheel_metadata(entry: dict) -> WheelMetadata:
         encoding="utf-8",
     )
     return metadata
+
+
+def _checked(name: str, body: bytes, sha256: str) -> bytes:
+    if (digest := hashlib.sha256(body).hexdigest()) != sha256:
+        raise PackageIndexError(f"{name}: sha256 {digest} is not the index's {sha256}")
+    return body
+
+
+def _metadata_file(entry: dict) -> str:
+    # PEP 658/714: the index serves the wheel's METADATA on its own, a few KB instead of the wheel.
+    hashes = entry["core-metadata"] if isinstance(entry["core-metadata"], dict) else {}
+    body = _get(entry["url"].split("#", 1)[0] + ".metadata")
+    if "sha256" in hashes:
+        body = _checked(f"{entry['filename']}.metadata", body, hashes["sha256"])
+    return body.decode("utf-8", errors="replace")
+
+
+def _metadata_in_wheel(entry: dict) -> str:
+    body = _checked(entry["filename"], _get(entry["url"]), entry["hashes"]["sha256"])
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        names = [n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)]
+        if len(names) != 1:
+            raise PackageIndexError(f"{entry['filename']}: expected one .dist-info/METADATA, found {names}")
+        return archive.read(names[0]).decode("utf-8", errors="replace")
 
 
 def _uploaded(entry: dict) -> str:
@@ -330,8 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{image.image}: Airflow {image.airflow}; checking Python {args.python}, wheels only")
     targets = [(arch, package_set) for arch in args.arch or ARCHITECTURES for package_set in package_sets()]
     # The resolutions wait on the index, not on this machine: run them side by side.
-    with ThreadPoolExecutor(len(targets)) as pool:
-        results = list(pool.map(lambda target: check_set(target[1], args.python, target[0]), targets))
+    try:
+        with ThreadPoolExecutor(len(targets)) as pool:
+            results = list(pool.map(lambda target: check_set(target[1], args.python, target[0]), targets))
+    except PackageIndexError as error:
+        print(f"The package index could not be read, so nothing was checked: {error}", file=sys.stderr)
+        return 2
     findings: list[Finding] = []
     for (architecture, package_set), (checked, found) in zip(targets, results, strict=True):
         failed = sum(1 for finding in found if not finding.note)

@@ -6,11 +6,20 @@ tests pin down its rules on metadata written here.
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import re
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from packaging.tags import Tag
 
+from tests.support.endpoints import closed_port
+from tools import image_deps
 from tools.astro_image import DockerfileError, runtime_image
 from tools.image_deps import WheelMetadata, package_sets, parse_metadata, pick_wheel, problems, supported_tags
 
@@ -113,3 +122,77 @@ def test_unknown_images_are_refused_by_name(tmp_path: Path, line: str) -> None:
     dockerfile.write_text(f"{line}\n")
     with pytest.raises(DockerfileError, match=line.split()[1].rpartition(":")[2].split("-python")[0]):
         runtime_image(dockerfile)
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    """Serves FILES by path, as an index's file host would."""
+
+    FILES: dict[str, bytes] = {}
+
+    def do_GET(self) -> None:
+        body = self.FILES.get(self.path)
+        self.send_response(200 if body is not None else 404)
+        self.end_headers()
+        self.wfile.write(body or b"")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def file_host() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _entry(host: str, metadata: bytes, sha256: str) -> dict:
+    _Files.FILES["/dbt_core-1.11.16-py3-none-any.whl.metadata"] = metadata
+    return {
+        "filename": "dbt_core-1.11.16-py3-none-any.whl",
+        "url": f"{host}/dbt_core-1.11.16-py3-none-any.whl#sha256=00",
+        "hashes": {"sha256": "00"},
+        "core-metadata": {"sha256": sha256},
+        "upload-time": "2025-01-01T00:00:00Z",
+    }
+
+
+def test_metadata_comes_from_the_index_metadata_file_and_is_checked(
+    file_host: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(image_deps, "CACHE_DIR", tmp_path)
+    body = DBT_CORE_METADATA.encode()
+    metadata = image_deps.wheel_metadata(_entry(file_host, body, hashlib.sha256(body).hexdigest()))
+    assert metadata.requires_python == ">=3.10"
+    assert metadata.python_minors == ("3.10", "3.11", "3.12", "3.13")
+    monkeypatch.setattr(image_deps, "CACHE_DIR", tmp_path / "empty")  # the first answer is cached
+    with pytest.raises(image_deps.PackageIndexError, match=r"\.whl\.metadata: sha256 .* is not the index's"):
+        image_deps.wheel_metadata(_entry(file_host, body + b"tampered", hashlib.sha256(body).hexdigest()))
+
+
+def test_an_index_that_refuses_is_tried_a_bounded_number_of_times_and_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    opened = []
+    real_urlopen = urllib.request.urlopen
+
+    def counted(*args: object, **kwargs: object) -> object:
+        opened.append(args[0])
+        return real_urlopen(*args, **kwargs)
+
+    monkeypatch.setattr(image_deps.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(urllib.request, "urlopen", counted)
+    with closed_port() as port:
+        url = f"http://127.0.0.1:{port}/simple/dbt-core/"
+        with pytest.raises(image_deps.PackageIndexError, match=rf"{re.escape(url)}: 4 attempts"):
+            image_deps._get(url)
+    assert len(opened) == image_deps.NETWORK_ATTEMPTS
+
+
+def test_an_http_error_answer_is_final(file_host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(image_deps.time, "sleep", lambda seconds: pytest.fail("an HTTP 404 was retried"))
+    with pytest.raises(urllib.error.HTTPError, match="404"):
+        image_deps._get(f"{file_host}/simple/no-such-project/")
