@@ -37,6 +37,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -61,6 +62,20 @@ COMPONENTS = {
 }
 _PR_SET_PDEATHSIG = 1
 _HOME_STAMP = ".make-airflow-home"
+
+
+# Five processes write to one SQLite file here (API server, scheduler, DAG processor, triggerer, task
+# processes). With SQLite's defaults a writer waits 5 s for the lock and readers block writers, so on a
+# busy machine the API answers 500 "database is locked". WAL lets readers and one writer proceed
+# together, and the longer busy timeout lets a writer wait its turn instead of failing.
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+def sqlite_url(path: Path) -> str:
+    """The metadata DB URL of a local SQLite file, created in WAL mode if it does not exist yet."""
+    with contextlib.closing(sqlite3.connect(path)) as connection:
+        connection.execute("PRAGMA journal_mode=WAL")
+    return f"sqlite:///{path}?timeout={SQLITE_BUSY_TIMEOUT_S}"
 
 
 class AirflowStartError(RuntimeError):
@@ -143,7 +158,7 @@ class LocalAirflow:
         log(f"Local stores up in {self.stores.startup_seconds:.1f} s")
         # For whoever wants to look into the buckets while Airflow runs (the browser tests do).
         (self.home / "stores.json").write_text(json.dumps(self.stores.env(), indent=2))
-        database = self.sql_alchemy_conn or f"sqlite:///{self.home / 'airflow.db'}"
+        database = self.sql_alchemy_conn or sqlite_url(self.home / "airflow.db")
         if self.postgres:
             from tools.servers.postgres import PostgresServer
 
