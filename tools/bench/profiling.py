@@ -60,7 +60,7 @@ def profile_summary(call: Callable[[], Any], top: int = 12) -> list[dict[str, An
         call()
     finally:
         profiler.disable()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (filename, line, func), (_, ncalls, tottime, cumtime, _) in _pstats_table(profiler).items():
         where = f"{_short_path(filename)}:{line}({func})" if filename != "~" else func
         rows.append({"function": where, "ncalls": ncalls, "tottime_s": tottime, "cumtime_s": cumtime})
