@@ -1,3 +1,5 @@
+"""`python -m tools.bench` (what `make bench` runs)."""
+
 import sys
 
 from tools.bench.cli import main

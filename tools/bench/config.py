@@ -81,6 +81,8 @@ PARQUET_TYPE = "application/vnd.apache.parquet"
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """What one run measures: frame sizes, timed runs per method, stores, and the optional passes."""
+
     rows: tuple[int, ...] = DEFAULT_ROWS
     repeat: int = 3
     stores: tuple[str, ...] = tuple(STORE_SPECS)
