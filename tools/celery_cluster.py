@@ -34,7 +34,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from tools.airflow_local import DEFAULT_BACKEND, LocalAirflow
 from tools.servers import LocalServers, Server, ServerStartError
@@ -67,9 +67,10 @@ def hostname_of(worker: str) -> str:
 class CeleryWorker(Server):
     """``airflow celery worker`` with an environment of its own (nothing inherited from this process)."""
 
+    label: ClassVar[str] = "worker"
+
     def __init__(self, worker: str, data_dir: Path, env: dict[str, str], concurrency: int) -> None:
         super().__init__(data_dir, startup_timeout=600.0)
-        self.label = f"worker {worker}"  # type: ignore[misc]
         self.worker = worker
         self.celery_hostname = f"{worker}@{hostname_of(worker)}"
         self.env = env
@@ -99,6 +100,16 @@ class CeleryWorker(Server):
     def ready(self) -> None:
         if f"{self.celery_hostname} ready." not in self.log_text():
             raise LookupError(f"{self.label} has not logged `ready.` yet")
+
+
+def celery_worker(worker: str, data_dir: Path, env: dict[str, str], concurrency: int) -> CeleryWorker:
+    """The server of one worker, under a class of its own: a server's label is a class attribute, and
+    messages must say which worker failed."""
+
+    class NamedWorker(CeleryWorker):
+        label = f"worker {worker}"
+
+    return NamedWorker(worker, data_dir, env, concurrency)
 
 
 @dataclass(frozen=True)
@@ -212,7 +223,7 @@ class CeleryCluster:
             )
             self._timed("DAGs parsed", self._wait_for_dags)
             self.workers = [
-                CeleryWorker(name, self.worker_roots[name] / "cwd", self.worker_env(name), self.concurrency)
+                celery_worker(name, self.worker_roots[name] / "cwd", self.worker_env(name), self.concurrency)
                 for name in WORKERS
             ]
             self._timed("workers", self._start_workers)

@@ -88,6 +88,13 @@ def test_keys_the_backends_did_not_write_are_not_taken_for_xcoms():
 # --- what goes and what stays, on every store ------------------------------------------------------
 
 
+def _key_of(stored: str) -> str:
+    """The object key of a stored reference; fails the test when `stored` is not one."""
+    reference = Reference.parse(stored)
+    assert reference is not None, f"not a reference: {stored!r}"
+    return reference.key
+
+
 class Rows:
     """A stand-in for the XCom table: which object each (dag, run, task, key) references now."""
 
@@ -96,11 +103,10 @@ class Rows:
         self.asked: list[XComGroup] = []
 
     def add(self, stored: str) -> None:
-        reference = Reference.parse(stored)
-        assert reference is not None
-        parsed = parse_object_key(reference.key, "xcom")
+        key = _key_of(stored)
+        parsed = parse_object_key(key, "xcom")
         assert parsed is not None
-        self.references.setdefault(parsed[0], set()).add(reference.key)
+        self.references.setdefault(parsed[0], set()).add(key)
 
     def __call__(self, group: XComGroup) -> Collection[str]:
         self.asked.append(group)
@@ -123,7 +129,7 @@ def test_cleanup_selects_expired_and_orphaned_objects_and_deletes_in_batches(sch
     store.put("notes/readme.txt", b"keep", content_type="text/plain", metadata={})
     store.put("xcom/readme.txt", b"keep", content_type="text/plain", metadata={})
     keys_before = {item.key for item in store.list("")}
-    orphan_keys = {Reference.parse(s).key for s in [*orphans, replaced]}  # type: ignore[union-attr]
+    orphan_keys = {_key_of(s) for s in [*orphans, replaced]}
 
     dry = clean_store(store, lookup=rows, retention=RETENTION, grace=timedelta(0))
     assert dry.dry_run and (dry.scanned, dry.orphaned, dry.expired, dry.deleted) == (8, 3, 0, 0)
@@ -266,7 +272,7 @@ def test_clear_and_rerun_purges_the_old_object_and_the_dag_deletes_orphans(
     [new] = pair_objects(store)
     assert new != old, "the re-run's purge deleted the first run's object"
     [row] = rows_then_db_clean(env, "xcom_pair")
-    assert (row["task_id"], Reference.parse(row["value"]).key) == ("produce", new)  # type: ignore[union-attr]
+    assert (row["task_id"], _key_of(row["value"])) == ("produce", new)
     assert pair_objects(store) == [new]
 
     cleanup_env = {**env, "AIRFLOW__CORE__DAGS_FOLDER": str(DAG_FILE.parent)}

@@ -1,0 +1,44 @@
+"""Benchmark of the pandas XCom backends against the stores' own SDKs, CSV, and Airflow's common.io backend.
+
+For each store of the store table that has a local server (S3 API and MinIO on SeaweedFS, GCS on
+fake-gcs-server, Azure Blob on Azurite) and each frame size it times one XCom round trip, push
+(`serialize_value`) then pull (`deserialize_value`), by:
+
+* ``pandas``   the project's pandas backend (Parquet), exactly as a task calls it;
+* ``floor``    the same Parquet bytes put and got with the adapter's bare SDK call, no backend code:
+               what the store and the SDK cost on their own;
+* ``csv``      the same backend with the pandas format set to csv (the tutorial's format);
+* ``commonio`` Airflow's common.io ``XComObjectStorageBackend`` (fsspec), where its filesystem exists.
+
+``codec`` (Parquet encode + decode, no store) is timed once per size as a reference. Then it measures
+the peak extra memory of each round trip, and the in-process cost of small values kept in the database
+by the threshold against Airflow's default database XCom. It prints the tables and the targets, and
+writes ``bench.json``, ``benchmarks.md`` and ``bench.png`` (to ``docs/`` unless ``--out-dir``).
+
+    make bench                                  # 10k, 100k and 1M rows, 3 runs each
+    make bench BENCH_ARGS="--rows 10000,100000 --stores s3,gcs --repeat 5"
+    make bench BENCH_ARGS="--verbose"           # with the libraries' INFO logs
+    make bench BENCH_ARGS="--huge"              # adds 10M rows (needs ~6 GB of RAM and ~15 min)
+
+Each timing is summarised (median, IQR, stddev, min, max, mean, rounds) by pytest-benchmark's
+statistics class; ratios and targets use the medians. One module per concern: ``config`` (sizes,
+targets, stores), ``data``, ``methods``, ``memory``, ``stats``, ``run``, ``profiling``, ``machine``,
+``report`` and ``outputs``, with the command line in ``cli``.
+"""
+
+from tools.bench.cli import main, parse_args
+from tools.bench.config import DEFAULT_ROWS, HUGE_ROWS, QUICK_ROWS, STORE_SPECS, BenchConfig
+from tools.bench.outputs import write_outputs
+from tools.bench.run import run
+
+__all__ = [
+    "DEFAULT_ROWS",
+    "HUGE_ROWS",
+    "QUICK_ROWS",
+    "STORE_SPECS",
+    "BenchConfig",
+    "main",
+    "parse_args",
+    "run",
+    "write_outputs",
+]

@@ -1,0 +1,92 @@
+"""The benchmark's fixed facts: sizes, targets, the stores it runs on (read from the store table)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from include.xcom_backend.registry import TABLE, StoreRow
+from include.xcom_backend.settings import OPTIONS
+from tools.servers import server_class
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ROWS = (10_000, 100_000, 1_000_000)
+HUGE_ROWS = 10_000_000
+QUICK_ROWS = (1_000, 5_000)
+TARGET_ROWS = 1_000_000
+METHODS = ("pandas", "floor", "csv", "commonio")
+SMALL_THRESHOLD = 65_536
+
+# Targets of the issue: limits on ratios (lower is better unless noted).
+TARGET_CSV_SPEEDUP = 10.0  # CSV round trip / pandas round trip, at least
+TARGET_MEMORY = 2.0  # peak extra memory / frame's in-memory size, at most
+TARGET_SMALL = 1.2  # threshold-on small value / Airflow's database XCom, at most
+
+
+# The benchmark's own limit per store (pandas round trip / floor, at most); S3's is tighter because
+# boto3's client, the floor there, is the one the backend itself uses.
+FLOOR_LIMITS = {"s3": 1.25}
+DEFAULT_FLOOR_LIMIT = 1.5
+# fsspec protocol of common.io's backend per store; a store missing here is reported unavailable.
+COMMONIO_PROTOCOLS = {"s3": "s3", "minio": "s3", "gcs": "gs", "wasb": "abfs"}
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A store as the benchmark sees it: its table row, and the benchmark's own facts about it."""
+
+    row: StoreRow
+    floor_limit: float
+    commonio: str | None
+
+    @property
+    def name(self) -> str:
+        return self.row.scheme
+
+    @property
+    def label(self) -> str:
+        assert self.row.server is not None
+        return f"{self.row.scheme} ({server_class(self.row.server).label})"
+
+    @property
+    def backend(self) -> str:
+        """Dotted path of the store's pandas backend class."""
+        assert self.row.pandas_backend is not None
+        return self.row.pandas_backend
+
+    @property
+    def bucket_env(self) -> str:
+        return self.row.bucket_option.env_var
+
+
+# Every store with a pandas backend and a local server to run it against, in the table's order.
+STORE_SPECS = {
+    row.scheme: StoreSpec(
+        row, FLOOR_LIMITS.get(row.scheme, DEFAULT_FLOOR_LIMIT), COMMONIO_PROTOCOLS.get(row.scheme)
+    )
+    for row in TABLE.values()
+    if row.server and row.pandas_backend
+}
+
+# Reading the bench's own settings must not depend on what the caller's shell has set: each shared
+# option (under its name and its pre-conf name) is emptied, which means its default.
+BACKEND_SETTINGS = tuple(
+    name for option in OPTIONS.values() for name in (option.env_var, option.legacy) if name
+)
+PANDAS_FORMAT = OPTIONS["pandas_format"].env_var
+THRESHOLD_SETTING = OPTIONS["threshold_bytes"].env_var
+COMMONIO_GCS_CONN = "bench_commonio_gcs"
+PARQUET_TYPE = "application/vnd.apache.parquet"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What one run measures: frame sizes, timed runs per method, stores, and the optional passes."""
+
+    rows: tuple[int, ...] = DEFAULT_ROWS
+    repeat: int = 3
+    stores: tuple[str, ...] = tuple(STORE_SPECS)
+    quick: bool = False
+    memory: bool = True
+    profile: bool = True
+    small_loops: int = 2000
