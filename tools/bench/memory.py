@@ -78,49 +78,51 @@ def measure_memory(method: Method, frame: pd.DataFrame) -> dict[str, dict[str, i
     `upper` (their sum, an upper bound of the combined peak) and `sampled` (the largest combined value
     seen at one instant, a lower bound). The pull's figures include the frame it returns.
     """
+    require_tracing()
     gc.collect()
-    started_here = not tracemalloc.is_tracing()
-    if started_here:
-        tracemalloc.start()
-    try:
-        with method.configured():
-            sampler = ArrowSampler(tracemalloc.get_traced_memory()[0])
-            sampler.start()
-            try:
-                tracemalloc.reset_peak()
-                handle = method.push(frame)
-                push = sampler.stage_peaks()
-                tracemalloc.reset_peak()
-                sampler.new_stage()
-                value = method.pull(handle)
-                pull = sampler.stage_peaks()
-                del value
-            finally:
-                sampler.halt()
-            method.cleanup(handle)
-    finally:
-        if started_here:
-            tracemalloc.stop()
+    with method.configured():
+        sampler = ArrowSampler(tracemalloc.get_traced_memory()[0])
+        sampler.start()
+        try:
+            tracemalloc.reset_peak()
+            handle = method.push(frame)
+            push = sampler.stage_peaks()
+            tracemalloc.reset_peak()
+            sampler.new_stage()
+            value = method.pull(handle)
+            pull = sampler.stage_peaks()
+            del value
+        finally:
+            sampler.halt()
+        method.cleanup(handle)
     return {"push": push, "pull": pull}
 
 
 def measure_call(call: Callable[[], Any]) -> dict[str, int]:
     """Peak extra bytes of one call, as `measure_memory` counts them for one stage."""
+    require_tracing()
     gc.collect()
-    started_here = not tracemalloc.is_tracing()
-    if started_here:
-        tracemalloc.start()
+    sampler = ArrowSampler(tracemalloc.get_traced_memory()[0])
+    sampler.start()
     try:
-        sampler = ArrowSampler(tracemalloc.get_traced_memory()[0])
-        sampler.start()
-        try:
-            tracemalloc.reset_peak()
-            result = call()
-            peaks = sampler.stage_peaks()
-            del result
-        finally:
-            sampler.halt()
+        tracemalloc.reset_peak()
+        result = call()
+        peaks = sampler.stage_peaks()
+        del result
     finally:
-        if started_here:
-            tracemalloc.stop()
+        sampler.halt()
     return peaks
+
+
+def require_tracing() -> None:
+    """Tracing must have been on since the interpreter started, and stay on.
+
+    Starting or stopping tracemalloc while other threads run (the SDKs', fsspec's, Arrow's pool) crashes
+    CPython before 3.12.9 (python/cpython#128679; docs/repro/tracemalloc_race.md), so the memory pass
+    runs in a process of its own, `python -X tracemalloc=1 -m tools.bench.memory_pass`.
+    """
+    if not tracemalloc.is_tracing():
+        raise RuntimeError(
+            "memory is measured only in a process started with -X tracemalloc=1 "
+            "(tools.bench.memory_pass); see docs/repro/tracemalloc_race.md"
+        )

@@ -17,7 +17,7 @@ from unittest import mock
 
 from include.xcom_backend.registry import TABLE
 from tools.bench.config import COMMONIO_GCS_CONN, PARQUET_TYPE, StoreSpec
-from tools.servers import LocalServers
+from tools.servers.fake_gcs import PROJECT as FAKE_GCS_PROJECT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,7 +154,7 @@ def _clear_commonio_caches() -> None:
 class CommonIOMethod(Method):
     """Airflow's common.io XComObjectStorageBackend on an fsspec path of the store, threshold 0."""
 
-    def __init__(self, spec: StoreSpec, bucket: str, servers: LocalServers) -> None:
+    def __init__(self, spec: StoreSpec, bucket: str) -> None:
         self.env: dict[str, str] = {
             "AIRFLOW__COMMON_IO__XCOM_OBJECTSTORAGE_THRESHOLD": "0",
             # Empty means no compression to common.io.
@@ -166,8 +166,9 @@ class CommonIOMethod(Method):
             conn = COMMONIO_GCS_CONN
             extra = {
                 "is_anonymous": True,
-                "project": servers.fake_gcs.project,
-                "gcs.endpoint": servers.fake_gcs.endpoint,
+                "project": FAKE_GCS_PROJECT,
+                # The local servers' environment names the endpoint (what GCSHook's client reads).
+                "gcs.endpoint": os.environ["STORAGE_EMULATOR_HOST"],
             }
             connection = {"conn_type": "google_cloud_platform", "extra": extra}
             self.env[f"AIRFLOW_CONN_{conn.upper()}"] = json.dumps(connection)

@@ -27,6 +27,7 @@ from tools.bench.config import (
 )
 from tools.bench.data import make_frame, small_dict
 from tools.bench.memory import measure_call
+from tools.bench.memory_pass import run_jobs
 from tools.bench.methods import BackendMethod, FloorMethod, delete_object, import_path, xcom_ids
 from tools.bench.stats import summary
 from tools.console import progress as _progress
@@ -106,7 +107,8 @@ def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: i
 
 
 def memory_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Peak extra bytes of each step of the pandas backend, measured one by one."""
+    """Peak extra bytes of each step of the pandas backend, measured one by one (in the memory pass's
+    process: `run_jobs` with a "stages" job)."""
     from include.xcom_backend.codecs import ParquetCodec
     from include.xcom_backend.stores import STORES
 
@@ -159,7 +161,8 @@ def profile_misses(
                 with method.configured():
                     entry["top"] = profile_summary(lambda m=method, f=frame: m.cleanup(m.pull(m.push(f))))
             else:
-                entry["stages_memory"] = memory_breakdown(spec, buckets[store], frame)
+                job = {"kind": "stages", "store": store, "rows": miss["rows"], "bucket": buckets[store]}
+                entry["stages_memory"] = run_jobs([job])[0]["stages"]
         else:
             from airflow.sdk.bases.xcom import BaseXCom
 

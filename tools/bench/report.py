@@ -282,10 +282,13 @@ The floor puts and gets the same Parquet bytes with the adapter's bare SDK call 
 google-cloud-storage, azure-storage-blob, configured as the adapter configures them), so
 `pandas / floor` includes the Parquet encoding and decoding, the checksums and the backend's own work.
 
-Memory is measured on a separate run with `tracemalloc` (Python objects and numpy arrays, exact peak)
-plus pyarrow's allocator (`pa.total_allocated_bytes()` sampled every millisecond by a thread, and the
-pool's `max_memory()` when it rises): the peak of each stage above what was allocated before the push,
-counting the frame the pull returns. The ratio uses the sum of the two peaks (an upper bound).
+Memory is measured on a separate run, in a process of its own started with `-X tracemalloc=1` so that
+tracing is never started or stopped while other threads run (that crashes CPython 3.11:
+[docs/repro/tracemalloc_race.md](repro/tracemalloc_race.md)), with `tracemalloc` (Python objects and
+numpy arrays, exact peak) plus pyarrow's allocator (`pa.total_allocated_bytes()` sampled every
+millisecond by a thread, and the pool's `max_memory()` when it rises): the peak of each stage above
+what was allocated before the push, counting the frame the pull returns. The ratio uses the sum of the
+two peaks (an upper bound).
 
 Small values: with `{THRESHOLD_SETTING}={SMALL_THRESHOLD}` an int and a 1 kB dict stay in
 Airflow's database, so the backend's `serialize_value`/`deserialize_value` return the value inline;

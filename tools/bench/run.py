@@ -26,7 +26,7 @@ from tools.bench.config import (
 )
 from tools.bench.data import make_frame, small_dict
 from tools.bench.machine import machine_info
-from tools.bench.memory import measure_memory
+from tools.bench.memory_pass import run_jobs
 from tools.bench.methods import (
     BackendMethod,
     CodecMethod,
@@ -76,6 +76,7 @@ def bench_frames(config: BenchConfig, servers: LocalServers, buckets: dict[str, 
 
     timings: list[dict[str, Any]] = []
     memory: list[dict[str, Any]] = []
+    memory_jobs: list[dict[str, Any]] = []
     frames: list[dict[str, Any]] = []
     unavailable: dict[tuple[str, str], str] = {}
     notes: list[str] = []
@@ -117,7 +118,7 @@ def bench_frames(config: BenchConfig, servers: LocalServers, buckets: dict[str, 
                 "csv": BackendMethod(backends[spec.name], {PANDAS_FORMAT: "csv"}),
             }
             if (spec.name, "commonio") not in unavailable:
-                methods["commonio"] = CommonIOMethod(spec, bucket, servers)
+                methods["commonio"] = CommonIOMethod(spec, bucket)
 
             # Warm-up (connections, first write to a bucket) doubles as the check that each method
             # really brings the frame back. CSV, which takes half a minute at a million rows, is
@@ -158,29 +159,32 @@ def bench_frames(config: BenchConfig, servers: LocalServers, buckets: dict[str, 
             medians = {name: summary(p + q for p, q in r)["median"] for name, r in runs.items()}
             line = ", ".join(f"{name} {median:.3f}s" for name, median in medians.items())
             _progress(f"[{spec.name}] {rows:,} rows: {line}")
-            if config.memory:
-                _progress(f"[{spec.name}] {rows:,} rows: measuring memory")
-                # Not CSV: it has no memory target, and its per-row Python work runs for minutes
-                # under tracemalloc.
-                for name, method in methods.items():
-                    if name == "csv":
-                        continue
-                    peaks = measure_memory(method, frame)
-                    memory.append(
-                        {
-                            "store": spec.name,
-                            "method": name,
-                            "rows": rows,
-                            "frame_bytes": frame_bytes,
-                            "push": peaks["push"],
-                            "pull": peaks["pull"],
-                            "peak_bytes": max(peaks["push"]["upper"], peaks["pull"]["upper"]),
-                            "peak_sampled_bytes": max(peaks["push"]["sampled"], peaks["pull"]["sampled"]),
-                        }
-                    )
+            # Not CSV: it has no memory target, and its per-row Python work runs for minutes
+            # under tracemalloc.
+            memory_jobs += [
+                {"kind": "roundtrip", "store": spec.name, "method": name, "rows": rows, "bucket": bucket}
+                for name in methods
+                if name != "csv"
+            ]
         del frame, parquet
         gc.collect()
 
+    if config.memory and memory_jobs:
+        _progress(f"measuring memory: {len(memory_jobs)} round trips in a process of their own")
+        frame_bytes_of = {f["rows"]: f["memory_bytes"] for f in frames}
+        for job, peaks in zip(memory_jobs, run_jobs(memory_jobs), strict=True):
+            memory.append(
+                {
+                    "store": job["store"],
+                    "method": job["method"],
+                    "rows": job["rows"],
+                    "frame_bytes": frame_bytes_of[job["rows"]],
+                    "push": peaks["push"],
+                    "pull": peaks["pull"],
+                    "peak_bytes": max(peaks["push"]["upper"], peaks["pull"]["upper"]),
+                    "peak_sampled_bytes": max(peaks["push"]["sampled"], peaks["pull"]["sampled"]),
+                }
+            )
     for entry in memory:
         entry["ratio"] = entry["peak_bytes"] / entry["frame_bytes"]
         entry["ratio_sampled"] = entry["peak_sampled_bytes"] / entry["frame_bytes"]

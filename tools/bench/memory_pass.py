@@ -1,0 +1,113 @@
+"""The memory pass, in a process of its own with tracemalloc on from the interpreter's start.
+
+The parent (`tools.bench.run`) sends a list of jobs as JSON on stdin and reads the results as JSON from
+the file named by the child's argument (stdout is the libraries' as much as ours); progress goes to
+stderr. The child inherits the parent's environment, so the backends and
+SDKs find the same local servers and buckets. Frames are rebuilt here from their seed: `make_frame` is
+deterministic, so the child measures the frame the parent timed.
+
+Jobs: ``{"kind": "roundtrip", "store", "method": pandas|floor|commonio, "rows", "bucket"}`` gives the
+push and pull peaks of one round trip; ``{"kind": "stages", "store", "rows", "bucket"}`` the peak of
+each step of the pandas backend (encode, put, get, decode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tools.bench.config import PANDAS_FORMAT, PROJECT_ROOT, STORE_SPECS
+from tools.bench.data import make_frame
+from tools.bench.memory import measure_memory, require_tracing
+from tools.bench.methods import BackendMethod, CommonIOMethod, FloorMethod, Method, import_path, time_once
+from tools.console import progress
+
+# A bound on the whole pass: a million-row frame takes seconds per job; ten million, about a minute.
+TIMEOUT_S = 3 * 3600
+
+
+class MemoryPassError(RuntimeError):
+    """The child failed or died; the message names how, with the tail of what it printed."""
+
+
+def run_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run `jobs` in `python -X tracemalloc=1 -m tools.bench.memory_pass`; one result per job."""
+    if not jobs:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "memory.json"
+        command = [sys.executable, "-X", "tracemalloc=1", "-m", "tools.bench.memory_pass", str(out)]
+        proc = subprocess.run(
+            command,
+            input=json.dumps(jobs),
+            text=True,
+            cwd=PROJECT_ROOT,
+            env=os.environ.copy(),
+            timeout=TIMEOUT_S,
+            check=False,
+        )
+        if proc.returncode != 0:
+            how = (
+                f"died of {signal.Signals(-proc.returncode).name}"
+                if proc.returncode < 0
+                else f"exited with {proc.returncode}"
+            )
+            raise MemoryPassError(f"the memory pass {how}; its output is above")
+        results = json.loads(out.read_text(encoding="utf-8"))
+    if len(results) != len(jobs):
+        raise MemoryPassError(f"the memory pass answered {len(results)} results for {len(jobs)} jobs")
+    return results
+
+
+def _method(job: dict[str, Any], frame: Any, parquet: bytes) -> Method:
+    spec = STORE_SPECS[job["store"]]
+    if job["method"] == "pandas":
+        return BackendMethod(import_path(spec.backend), {PANDAS_FORMAT: "parquet"})
+    if job["method"] == "floor":
+        return FloorMethod(spec, job["bucket"], parquet)
+    if job["method"] == "commonio":
+        return CommonIOMethod(spec, job["bucket"])
+    raise ValueError(f"unknown method {job['method']!r} in memory job {job}")
+
+
+def _run_job(job: dict[str, Any], frame: Any, parquet: bytes) -> dict[str, Any]:
+    if job["kind"] == "stages":
+        from tools.bench.profiling import memory_breakdown
+
+        return {"stages": memory_breakdown(STORE_SPECS[job["store"]], job["bucket"], frame)}
+    method = _method(job, frame, parquet)
+    time_once(method, frame)  # connections and first writes, outside the measured peaks
+    return measure_memory(method, frame)
+
+
+def main(out: Path) -> int:
+    require_tracing()
+    from include.xcom_backend.codecs import ParquetCodec
+
+    jobs: list[dict[str, Any]] = json.load(sys.stdin)
+    results: list[dict[str, Any]] = []
+    frames: dict[int, tuple[Any, bytes]] = {}
+    for job in jobs:
+        rows = job["rows"]
+        if rows not in frames:
+            frames.clear()
+            frame = make_frame(rows)
+            frames[rows] = (frame, ParquetCodec().encode(frame).data)
+        frame, parquet = frames[rows]
+        progress(f"[{job['store']}] {rows:,} rows: memory of {job.get('method', job['kind'])}")
+        results.append(_run_job(job, frame, parquet))
+    out.write_text(json.dumps(results), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    from tools.console import quiet_libraries
+
+    quiet_libraries(False)
+    sys.exit(main(Path(sys.argv[1])))
