@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -356,3 +357,25 @@ def test_bad_encryption_setting_is_an_error_naming_it(
         store.put("xcom/k.json", b"{}", content_type="application/json", metadata={})
     assert type(raised.value) is ValueError, "a settings error, not a store failure"
     assert f"AIRFLOW__XCOM_BACKEND__{next(iter(options)).upper()}" in str(raised.value)
+
+
+@pytest.mark.stores
+@pytest.mark.usefixtures("local_stores")
+def test_s3_multipart_upload_is_encrypted_too(
+    new_bucket: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Above the single-PUT limit the adapter uploads in parts (upload_fileobj), with its own arguments.
+    from include.xcom_backend.stores.s3 import _SINGLE_PUT_LIMIT
+
+    _set(monkeypatch, {"s3_sse": "AES256"})
+    store = open_store("s3", new_bucket("s3"))
+    data = os.urandom(_SINGLE_PUT_LIMIT + 1)
+    with _botocore_requests(store) as sent:
+        store.put("xcom/large.bin", data, content_type="application/octet-stream", metadata={})
+    (create,) = [r for r in sent if r.method == "POST" and r.url.endswith("?uploads")]
+    assert _amz_encryption(create) == {"x-amz-server-side-encryption": "AES256"}
+    assert (
+        store.client.head_object(Bucket=store.bucket, Key="xcom/large.bin")["ServerSideEncryption"]
+        == "AES256"
+    )
+    assert store.get("xcom/large.bin") == data
