@@ -2,7 +2,8 @@
 
 So ``AIRFLOW__XCOM_BACKEND__<OPTION>`` variables, airflow.cfg, ``_cmd``/``_secret`` options and
 secrets backends all work, as for Airflow's own options. The per-store options (bucket, connection)
-are declared with their store in ``registry.py``; the shared ones here, in ``OPTIONS``.
+are declared with their store in ``registry.py``; the shared ones, and each store's server-side
+encryption, here in ``OPTIONS``.
 
 The pre-conf names (``XCOM_BACKEND_THRESHOLD_BYTES``, ...) are still read, with a deprecation warning
 once per process, until the next release; an ``AIRFLOW__XCOM_BACKEND__`` value wins over them.
@@ -53,21 +54,32 @@ class Option:
         return _get(self.env_var), _get(self.legacy) if self.legacy else None
 
 
-OPTIONS = {
-    option.key: option
-    for option in (
-        Option("threshold_bytes", "0", legacy="XCOM_BACKEND_THRESHOLD_BYTES"),
-        Option("compression", "none", legacy="XCOM_BACKEND_COMPRESSION"),
-        Option("pandas_format", "parquet", legacy="XCOM_BACKEND_PANDAS_FORMAT"),
-        Option("key_prefix", "xcom", legacy="XCOM_BACKEND_KEY_PREFIX"),
-        # One retry policy for every store and operation (stores/base.py). With these defaults a
-        # call against a dead or hung store ends within attempts x (connect + read + the SDK's
-        # fixed waits) + back-off = 3 x (5 + 10 + 1) s + 1.5 s = 49.5 s (RetryPolicy.failure_bound).
-        Option("attempts", "3", legacy="XCOM_BACKEND_READ_ATTEMPTS"),
-        Option("connect_timeout", "5"),
-        Option("read_timeout", "10"),
-    )
-}
+# The options every push reads (Settings); the cache key of Settings is their raw values alone.
+_SHARED = (
+    Option("threshold_bytes", "0", legacy="XCOM_BACKEND_THRESHOLD_BYTES"),
+    Option("compression", "none", legacy="XCOM_BACKEND_COMPRESSION"),
+    Option("pandas_format", "parquet", legacy="XCOM_BACKEND_PANDAS_FORMAT"),
+    Option("key_prefix", "xcom", legacy="XCOM_BACKEND_KEY_PREFIX"),
+    # One retry policy for every store and operation (stores/base.py). With these defaults a
+    # call against a dead or hung store ends within attempts x (connect + read + the SDK's
+    # fixed waits) + back-off = 3 x (5 + 10 + 1) s + 1.5 s = 49.5 s (RetryPolicy.failure_bound).
+    Option("attempts", "3", legacy="XCOM_BACKEND_READ_ATTEMPTS"),
+    Option("connect_timeout", "5"),
+    Option("read_timeout", "10"),
+)
+
+# Each store's own server-side encryption, read by its adapter (stores/) on upload only: reading
+# needs none of them. Empty means none, so an unset option leaves uploads as they were.
+_ENCRYPTION = (
+    Option("s3_sse", ""),  # AES256 (SSE-S3) or aws:kms (SSE-KMS)
+    Option("s3_sse_kms_key_id", ""),  # with aws:kms; empty: the account's AWS managed key
+    Option("minio_sse", ""),  # the same two modes, through the minio SDK's SseS3 / SseKMS
+    Option("minio_sse_kms_key_id", ""),  # required with aws:kms: the SDK sends a key id
+    Option("gcs_kms_key_name", ""),  # projects/P/locations/L/keyRings/R/cryptoKeys/K
+    Option("wasb_encryption_scope", ""),  # a scope that exists on the storage account
+)
+
+OPTIONS = {option.key: option for option in (*_SHARED, *_ENCRYPTION)}
 
 _warned: set[str] = set()
 _values: dict[tuple[str, str | None, str | None], str] = {}
@@ -194,7 +206,7 @@ class Settings:
     def from_env(cls) -> Settings:
         # Parsed once per distinct set of raw values: validating seven options on every push
         # would cost more than a small push itself.
-        raw = tuple(option.raw() for option in OPTIONS.values())
+        raw = tuple(option.raw() for option in _SHARED)
         settings = _parsed.get(raw)
         if settings is None:
             settings = _parsed[raw] = cls._parse()

@@ -91,8 +91,14 @@ class ObjectStore(ABC):
     def _classify(self, exc: BaseException) -> Failure | None:
         """Which kind of failure an SDK exception is, or None for anything else."""
 
+    def _check_upload_settings(self) -> None:
+        """Raise the ValueError of a bad upload setting of this store (its encryption), read before
+        the first attempt so that it names the setting instead of passing for a store failure."""
+        return None  # a store with no such setting (memory)
+
     # --- what the backend calls --------------------------------------------------------------------
     def put(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
+        self._check_upload_settings()
         self._retried(lambda: self._put(key, data, content_type, metadata), key, writing=True)
 
     def get(self, key: str) -> bytes:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from include.xcom_backend.settings import OPTIONS, parsed
 from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 
 if TYPE_CHECKING:
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
     from google.cloud.storage import Blob
+
+# A Cloud KMS key, not one of its versions: GCS encrypts new objects with the key's primary version.
+_KMS_KEY = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/keyRings/[^/\s]+/cryptoKeys/[^/\s]+")
+
+
+def _kms_key_name(text: str) -> str | None:
+    if not _KMS_KEY.fullmatch(text):
+        raise ValueError(text)
+    return text
 
 
 class GCSStore(ConnectedStore["GCSHook"]):
@@ -40,12 +51,22 @@ class GCSStore(ConnectedStore["GCSHook"]):
         """Every call: the client's retries off (stores/base.py retries) and the policy's timeouts."""
         return {"retry": None, "timeout": (self.policy.connect_timeout, self.policy.read_timeout)}
 
-    def _blob(self, key: str) -> Blob:
+    def _blob(self, key: str, kms_key_name: str | None = None) -> Blob:
         # The blob itself rather than GCSHook.upload/download, which cannot pass a retry policy.
-        return self.hook.get_conn().bucket(self.bucket).blob(key)
+        return self.hook.get_conn().bucket(self.bucket).blob(key, kms_key_name=kms_key_name)
+
+    def _kms_key(self) -> str | None:
+        """The customer-managed key of uploads (None when unset: the bucket's default encryption).
+        Downloads need nothing: GCS decrypts with the key the object names."""
+        option = OPTIONS["gcs_kms_key_name"]
+        expected = "a Cloud KMS key name, projects/P/locations/L/keyRings/R/cryptoKeys/K (or empty)"
+        return parsed(option, lambda text: _kms_key_name(text) if text else None, expected)
+
+    def _check_upload_settings(self) -> None:
+        self._kms_key()
 
     def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
-        blob = self._blob(key)
+        blob = self._blob(key, self._kms_key())
         blob.metadata = metadata
         blob.upload_from_string(data, content_type=content_type, **self._call)
 

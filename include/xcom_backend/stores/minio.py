@@ -8,11 +8,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from include.xcom_backend.registry import row
-from include.xcom_backend.settings import env, value
+from include.xcom_backend.settings import OPTIONS, env, value
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
+from include.xcom_backend.stores.s3 import sse_setting
 
 if TYPE_CHECKING:
     from minio import Minio
+    from minio.sse import Sse
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject"}
 _NO_BUCKET = {"NoSuchBucket"}
@@ -66,10 +68,29 @@ class MinIOStore(ObjectStore):
     def endpoint(self) -> str:
         return f"{'https' if self.secure else 'http'}://{self._endpoint}"
 
+    def _sse(self) -> Sse | None:
+        """The upload's server-side encryption (None when unset); GETs need none for SSE-S3/KMS."""
+        # The SDK's SseKMS always sends a key id header, so aws:kms needs one.
+        mode, key_id = sse_setting(OPTIONS["minio_sse"], OPTIONS["minio_sse_kms_key_id"], key_required=True)
+        if mode is None:
+            return None
+        from minio.sse import SseKMS, SseS3
+
+        return SseKMS(key_id, {}) if mode == "aws:kms" else SseS3()
+
+    def _check_upload_settings(self) -> None:
+        self._sse()
+
     def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
         headers: dict[str, str | list[str] | tuple[str]] = dict(metadata)
         self.client.put_object(
-            self.bucket, key, io.BytesIO(data), len(data), content_type=content_type, metadata=headers
+            self.bucket,
+            key,
+            io.BytesIO(data),
+            len(data),
+            content_type=content_type,
+            metadata=headers,
+            sse=self._sse(),
         )
 
     def _get(self, key: str) -> bytes:

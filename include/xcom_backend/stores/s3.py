@@ -6,6 +6,7 @@ import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from include.xcom_backend.settings import OPTIONS, Option, parsed, value
 from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 
 if TYPE_CHECKING:
@@ -17,6 +18,37 @@ _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _NO_BUCKET = {"NoSuchBucket"}
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"}
 _BUSY = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "Throttling", "500", "503"}
+
+# The S3 API's server-side encryption modes, by the setting's text in any case, as the API spells them.
+SSE_MODES = {"aes256": "AES256", "aws:kms": "aws:kms"}
+_NO_SSE = ("", "none")
+
+
+def sse_setting(mode_option: Option, key_option: Option, key_required: bool) -> tuple[str | None, str]:
+    """The SSE mode (None: no header, today's uploads) and KMS key id two options give; shared with
+    the MinIO adapter. A bad mode, or a key id that the mode would not use, is a ValueError naming the
+    option, because S3 would otherwise refuse the upload with a less clear message, or ignore the key."""
+
+    def mode_of(text: str) -> str | None:
+        if text.lower() in _NO_SSE:
+            return None
+        try:
+            return SSE_MODES[text.lower()]
+        except KeyError:
+            raise ValueError(text) from None
+
+    mode = parsed(mode_option, mode_of, f"{' or '.join(SSE_MODES.values())} (or empty for none)")
+    key_id = value(key_option).strip()
+    if key_id and mode != "aws:kms":
+        raise ValueError(
+            f"XCom backend setting {key_option.env_var} names a KMS key, which only SSE-KMS uses: "
+            f"set {mode_option.env_var}=aws:kms too (it is {value(mode_option)!r})"
+        )
+    if key_required and mode == "aws:kms" and not key_id:
+        raise ValueError(
+            f"XCom backend setting {mode_option.env_var}=aws:kms needs {key_option.env_var}: the KMS key id"
+        )
+    return mode, key_id
 
 
 def classify_s3_error(exc: BaseException) -> Failure | None:
@@ -67,17 +99,35 @@ class S3Store(ConnectedStore["S3Client"]):
     def _endpoint_url(self) -> str:
         return str(self.client.meta.endpoint_url)
 
+    def _encryption(self) -> dict[str, str]:
+        """The upload's SSE arguments (none when unset). GETs need none: S3 decrypts SSE-S3 and
+        SSE-KMS objects for a caller allowed to use the key."""
+        mode, key_id = sse_setting(OPTIONS["s3_sse"], OPTIONS["s3_sse_kms_key_id"], key_required=False)
+        arguments = {"ServerSideEncryption": mode} if mode else {}
+        if key_id:  # none with aws:kms: the account's AWS managed key (aws/s3)
+            arguments["SSEKMSKeyId"] = key_id
+        return arguments
+
+    def _check_upload_settings(self) -> None:
+        self._encryption()
+
     def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
+        encryption = self._encryption()
         if len(data) <= _SINGLE_PUT_LIMIT:
             self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentType=content_type,
+                Metadata=metadata,
+                **encryption,
             )
         else:
             self.client.upload_fileobj(
                 io.BytesIO(data),
                 self.bucket,
                 key,
-                ExtraArgs={"ContentType": content_type, "Metadata": metadata},
+                ExtraArgs={"ContentType": content_type, "Metadata": metadata, **encryption},
             )
 
     def _get(self, key: str) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from include.xcom_backend.settings import OPTIONS, value
 from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class WasbStore(ConnectedStore["WasbHook"]):
     def _put(self, key: str, data: bytes, content_type: str, metadata: dict[str, str]) -> None:
         from azure.storage.blob import ContentSettings
 
+        # The account's or container's default encryption when unset; downloads need nothing.
+        scope = value(OPTIONS["wasb_encryption_scope"]).strip()
         self.hook.upload(
             self.bucket,
             key,
@@ -52,6 +55,7 @@ class WasbStore(ConnectedStore["WasbHook"]):
             metadata=metadata,
             content_settings=ContentSettings(content_type=content_type),
             max_concurrency=4,
+            **({"encryption_scope": scope} if scope else {}),
             **self._call,
         )
 
