@@ -3,7 +3,7 @@
 
 A codec owns its format: extension, content type, whether its values may stay in Airflow's database
 and whether compression applies. The codec is chosen from the value's exact type when writing
-(`TYPES`, `codec_for_type`) and from the object's extension when reading (`formats_of`), so a
+(`TYPES`, `type_row`) and from the object's extension when reading (`formats_of`), so a
 backend can read what any other backend of this project wrote. Compressions are a registry of their
 own (`COMPRESSIONS`), by setting name. No codec pickles: nothing read back can run code.
 """
@@ -482,7 +482,7 @@ class UnknownFormat(ValueError):
 
 def formats_of(object_name: str) -> tuple[Codec, Compression | None]:
     """The codec and compression an object was written with, from the end of its name (the longest
-    extension that fits: `.polars.arrow` is not `.arrow`)."""
+    extension that fits: `.batch.arrows` is not `.arrows`)."""
     for codec in sorted(CODECS.values(), key=lambda c: -len(c.extension)):
         if object_name.endswith(codec.extension):
             return codec, None
