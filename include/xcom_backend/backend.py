@@ -29,6 +29,7 @@ from include.xcom_backend.codecs import (
     UnsupportedValue,
     formats_of,
     is_pandas_object,
+    type_row,
 )
 from include.xcom_backend.errors import (
     XComIntegrityError,
@@ -130,7 +131,9 @@ class ObjectStoreXComBackend(BaseXCom):
     def _codec_for(cls, value: Any, settings: Settings) -> Codec:
         if cls.pandas and is_pandas_object(value):
             return FRAME_CODECS[settings.pandas_format]
-        return JSON_CODEC
+        if cls.pandas and (row := type_row(value)) is not None and row.codec is not None:
+            return row.codec  # numpy, pyarrow, polars, bytes: codecs.TYPES
+        return JSON_CODEC  # which refuses those types, naming why
 
     @staticmethod
     def _keep_in_database(value: Any, data: bytes, settings: Settings) -> bool:

@@ -1,15 +1,18 @@
-"""How values become bytes and come back: JSON for general values, Parquet (or CSV) for pandas objects.
+"""How values become bytes and come back: JSON for general values; for the pandas backends, Parquet
+(or CSV) for pandas objects and a format of their own for numpy, pyarrow, polars and bytes values.
 
 A codec owns its format: extension, content type, whether its values may stay in Airflow's database
-and whether compression applies. The codec is chosen from the value when writing and from the
-object's extension when reading (`formats_of`), so a backend can read what any other backend of
-this project wrote. Compressions are a registry of their own (`COMPRESSIONS`), by setting name.
+and whether compression applies. The codec is chosen from the value's exact type when writing
+(`TYPES`, `type_row`) and from the object's extension when reading (`formats_of`), so a
+backend can read what any other backend of this project wrote. Compressions are a registry of their
+own (`COMPRESSIONS`), by setting name. No codec pickles: nothing read back can run code.
 """
 
 from __future__ import annotations
 
 import decimal
 import gzip
+import importlib
 import io
 import json
 from collections.abc import Callable
@@ -87,7 +90,12 @@ def _check_json_value(value: Any) -> list[Any]:
             stack.extend(item)
         elif is_pandas_object(item):
             frames.append(item)
+        elif (row := type_row(item)) is not None:
+            raise UnsupportedValue(row.refusal or f"{row.package}.{row.name} {_WHOLE_VALUE_ONLY}")
     return frames
+
+
+_WHOLE_VALUE_ONLY = "has no JSON form; a *Pandas backend stores one as an XCom's whole value only"
 
 
 def _verify_frames(frames: list[Any], structure: Any) -> None:
@@ -271,6 +279,118 @@ class CSVCodec:
         return pd.read_csv(io.BytesIO(data), index_col=0)
 
 
+class NumpyCodec:
+    """numpy's own format: dtype (byte order, datetime unit, fields), shape (0-d, empty) and memory
+    order come back as they were. Arrays of Python objects are refused: `.npy` only pickles them."""
+
+    extension = ".npy"
+    content_type = "application/x-npy"
+    in_database = False
+    compressible = True
+
+    def encode(self, value: Any) -> Encoded:
+        import numpy as np
+
+        if value.dtype.hasobject:
+            raise UnsupportedValue(
+                f"dtype {value.dtype} holds Python objects, which .npy stores only as pickles; "
+                "convert the array to a numeric, bool, datetime or string dtype"
+            )
+        sink = io.BytesIO()
+        np.save(sink, value, allow_pickle=False)
+        return Encoded(sink.getvalue())
+
+    def decode(self, data: bytes) -> Any:
+        import numpy as np
+
+        return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+class ArrowCodec:
+    """The Arrow IPC stream format, pyarrow's own serialization: schema, field and schema metadata
+    and every batch kept (a file could not hold batches of one dictionary column with different
+    dictionaries). A RecordBatch, one batch, has an extension of its own, to come back as one."""
+
+    in_database = False
+    compressible = True
+    content_type = "application/vnd.apache.arrow.stream"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "Table" or "RecordBatch"
+        self.extension = ".arrows" if kind == "Table" else ".batch.arrows"
+
+    def encode(self, value: Any) -> Encoded:
+        import pyarrow as pa
+
+        sink = pa.BufferOutputStream()
+        try:
+            with pa.ipc.new_stream(sink, value.schema) as writer:
+                writer.write(value)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise UnsupportedValue(f"Arrow IPC cannot store it: {exc}") from None
+        return Encoded(sink.getvalue().to_pybytes())
+
+    def decode(self, data: bytes) -> Any:
+        import pyarrow as pa
+
+        table = pa.ipc.open_stream(data).read_all()
+        if self.kind == "Table":
+            return table
+        batches = table.to_batches()
+        if len(batches) != 1:
+            raise ValueError(f"the Arrow stream of a RecordBatch holds {len(batches)} batches, not 1")
+        return batches[0]
+
+
+class PolarsCodec:
+    """Arrow IPC as polars writes it: its own dtypes (Categorical, Enum, Decimal, Array, Struct,
+    time zones) are recorded in the file, so they come back as they were. A Series is stored as a
+    one-column frame, its name the column's."""
+
+    in_database = False
+    compressible = True
+    content_type = "application/vnd.apache.arrow.file"
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind  # "DataFrame" or "Series"
+        self.extension = ".polars.arrow" if kind == "DataFrame" else ".polars-series.arrow"
+
+    def encode(self, value: Any) -> Encoded:
+        import polars as pl
+
+        frame = value.to_frame() if self.kind == "Series" else value
+        sink = io.BytesIO()
+        try:
+            frame.write_ipc(sink, compression="uncompressed")
+        except pl.exceptions.PolarsError as exc:
+            raise UnsupportedValue(f"polars cannot write it as Arrow IPC: {exc}") from None
+        return Encoded(sink.getvalue())
+
+    def decode(self, data: bytes) -> Any:
+        import polars as pl
+
+        frame = pl.read_ipc(io.BytesIO(data))
+        return frame.to_series() if self.kind == "Series" else frame
+
+
+class BytesCodec:
+    """The bytes as they are, whatever the compression setting; a bytearray's extension is its own."""
+
+    in_database = False
+    compressible = False
+    content_type = "application/octet-stream"
+
+    def __init__(self, kind: type) -> None:
+        self.kind = kind
+        self.extension = f".{kind.__name__}"
+
+    def encode(self, value: Any) -> Encoded:
+        return Encoded(bytes(value))
+
+    def decode(self, data: bytes) -> Any:
+        return self.kind(data)
+
+
 def _zstd_compress(data: bytes) -> bytes:
     import zstandard
 
@@ -301,7 +421,56 @@ COMPRESSIONS = {
         Compression("zstd", ".zst", _zstd_compress, _zstd_decompress),
     )
 }
-CODECS: dict[str, Codec] = {codec.extension: codec for codec in (JSONCodec(), ParquetCodec(), CSVCodec())}
+
+
+@dataclass(frozen=True)
+class TypeRow:
+    """Values of exactly the type `package.name` (a subclass may carry what the format drops, such
+    as a masked array's mask) go to `codec` in a pandas backend, or are refused with `refusal`."""
+
+    package: str  # imported only for a value whose type comes from it
+    name: str
+    codec: Codec | None = None
+    refusal: str = ""
+
+    def matches(self, kind: type) -> bool:
+        return kind is getattr(importlib.import_module(self.package), self.name)
+
+
+_LAZY = "a polars LazyFrame is a query, not data: call .collect() on it and return the DataFrame"
+TYPES: tuple[TypeRow, ...] = (
+    TypeRow("numpy", "ndarray", NumpyCodec()),
+    TypeRow("pyarrow", "Table", ArrowCodec("Table")),
+    TypeRow("pyarrow", "RecordBatch", ArrowCodec("RecordBatch")),
+    TypeRow("polars", "DataFrame", PolarsCodec("DataFrame")),
+    TypeRow("polars", "Series", PolarsCodec("Series")),
+    TypeRow("polars", "LazyFrame", refusal=_LAZY),
+    TypeRow("builtins", "bytes", BytesCodec(bytes)),
+    TypeRow("builtins", "bytearray", BytesCodec(bytearray)),
+)
+_TYPES_BY_PACKAGE = {
+    package: tuple(r for r in TYPES if r.package == package) for package in {r.package for r in TYPES}
+}
+
+
+def type_row(value: Any) -> TypeRow | None:
+    """The row of the value's type, if any; a package is imported only for values it made. A row
+    without a codec, or any row inside a JSON value, is refused by the JSON codec, naming why."""
+    kind = type(value)
+    return next(
+        (r for r in _TYPES_BY_PACKAGE.get(kind.__module__.partition(".")[0], ()) if r.matches(kind)), None
+    )
+
+
+CODECS: dict[str, Codec] = {
+    codec.extension: codec
+    for codec in (
+        JSONCodec(),
+        ParquetCodec(),
+        CSVCodec(),
+        *(row.codec for row in TYPES if row.codec is not None),
+    )
+}
 JSON_CODEC = CODECS[".json"]
 # The pandas format setting -> the codec of DataFrames and Series.
 FRAME_CODECS: dict[str, Codec] = {"parquet": CODECS[".parquet"], "csv": CODECS[".csv"]}
@@ -312,8 +481,9 @@ class UnknownFormat(ValueError):
 
 
 def formats_of(object_name: str) -> tuple[Codec, Compression | None]:
-    """The codec and compression an object was written with, from the end of its name."""
-    for codec in CODECS.values():
+    """The codec and compression an object was written with, from the end of its name (the longest
+    extension that fits: `.batch.arrows` is not `.arrows`)."""
+    for codec in sorted(CODECS.values(), key=lambda c: -len(c.extension)):
         if object_name.endswith(codec.extension):
             return codec, None
         for compression in COMPRESSIONS.values():

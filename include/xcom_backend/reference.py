@@ -23,10 +23,12 @@ SCHEMES = tuple(TABLE)
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 _MAX_COMPONENT = 180  # keeps the whole key well under S3's and GCS's 1,024-byte limit
 
+# A codec's extension (`.npy`, `.polars-series.arrow`) and a compression's suffix.
+_EXTENSION = r"(?:\.[a-z0-9-]+){1,3}"
 _REFERENCE = re.compile(
     r"^xcom_(?P<scheme>" + "|".join(SCHEMES) + r")://"
     r"(?P<bucket>[a-z0-9][a-z0-9._-]{1,221}[a-z0-9])/"
-    r"(?P<key>(?:[A-Za-z0-9._~-]+/){5,}[0-9a-f]{32}(?P<ext>(?:\.[a-z0-9]+){1,2}))"
+    r"(?P<key>(?:[A-Za-z0-9._~-]+/){5,}[0-9a-f]{32}(?P<ext>" + _EXTENSION + "))"
     r"#sha256=(?P<sha256>[0-9a-f]{64})$"
 )
 # Anything starting like a reference must be stored as an object, or reading it back would mistake
@@ -54,7 +56,7 @@ def encode_component(value: str) -> str:
 
 
 # The last segment of every object key the backends write: a uuid, then the codec's extension(s).
-_OBJECT_NAME = re.compile(r"[0-9a-f]{32}(?:\.[a-z0-9]+){1,2}")
+_OBJECT_NAME = re.compile(r"[0-9a-f]{32}" + _EXTENSION)
 _ESCAPE = re.compile(r"~([0-9A-F]{2})")
 
 
