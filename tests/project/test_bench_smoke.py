@@ -7,6 +7,7 @@ timings on a shared machine say nothing about correctness, so no assertion here 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -154,7 +155,8 @@ def test_every_target_is_judged_and_every_miss_profiled(quick_result: dict[str, 
         assert meets == (target["status"] == "PASS")
     profiled = {(p["store"], p["target"]) for p in quick_result["profiles"]}
     for target in targets:
-        if target["status"] != "MISS":
+        # Profiles are taken on loopback: a miss only over the shaped link is the link's share.
+        if target["status"] != "MISS" or target["link"] == "shaped":
             continue
         if target["target"].startswith("small value"):
             assert ("-", target["target"]) in profiled
@@ -179,6 +181,36 @@ def test_command_line_options() -> None:
     assert args.config.stores == ("s3", "gcs")
     assert bench.parse_args([]).config.rows == bench.DEFAULT_ROWS
     assert bench.parse_args(["--huge"]).config.rows[-1] == bench.HUGE_ROWS
-    for wrong in (["--repeat", "2"], ["--stores", "s3,dropbox"], ["--rows", "ten"]):
+    assert bench.parse_args(["--links", "loopback"]).config.links == ("loopback",)
+    for wrong in (["--repeat", "2"], ["--stores", "s3,dropbox"], ["--rows", "ten"], ["--links", "shaped"]):
         with pytest.raises(SystemExit):
             bench.parse_args(wrong)
+
+
+def test_the_round_trips_are_timed_again_over_the_shaped_link(quick_result: dict[str, Any]) -> None:
+    shaped = quick_result["shaped"]
+    if os.geteuid() != 0:
+        assert "needs root" in shaped["link_unavailable"]
+        return
+    assert "tbf 1gbit" in shaped["link"]["description"], shaped["link"]
+    assert shaped["link"]["qdiscs"].count("tbf") == 2
+    for rows in quick_result["config"]["rows"]:
+        for store in quick_result["config"]["stores"]:
+            for method in ("pandas", "floor"):
+                assert _entry(shaped, store, method, rows) is not None, (store, method, rows)
+            assert _entry(shaped, store, "csv", rows) is None, "CSV is timed on loopback only"
+    judged = {t["store"] for t in quick_result["targets"] if t["link"] == "shaped"}
+    assert judged == set(quick_result["config"]["stores"])
+    assert all(
+        t["target"] == "pandas round trip / floor" for t in quick_result["targets"] if t["link"] == "shaped"
+    )
+
+
+def test_the_memory_pass_measures_only_with_tracing_from_the_start() -> None:
+    check = "from tools.bench.memory import require_tracing; require_tracing()"
+    late = subprocess.run(
+        [sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert late.returncode != 0 and "-X tracemalloc=1" in late.stderr, late.stderr[-2000:]
+    early = [sys.executable, "-X", "tracemalloc=1", "-c", check]
+    assert subprocess.run(early, cwd=ROOT, capture_output=True, timeout=120).returncode == 0

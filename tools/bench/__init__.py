@@ -11,19 +11,23 @@ fake-gcs-server, Azure Blob on Azurite) and each frame size it times one XCom ro
 * ``commonio`` Airflow's common.io ``XComObjectStorageBackend`` (fsspec), where its filesystem exists.
 
 ``codec`` (Parquet encode + decode, no store) is timed once per size as a reference. Then it measures
-the peak extra memory of each round trip, and the in-process cost of small values kept in the database
-by the threshold against Airflow's default database XCom. It prints the tables and the targets, and
+the peak extra memory of each round trip (``memory_pass``, a process of its own), the in-process cost
+of small values kept in the database by the threshold against Airflow's default database XCom, and the
+round trips again over a cloud-like link (``shaped``: a network namespace behind a veth pair, tbf at
+1 Gbit/s and 5 ms each way; needs root). It prints the tables and the targets, and
 writes ``bench.json``, ``benchmarks.md`` and ``bench.png`` (to ``docs/`` unless ``--out-dir``).
 
     make bench                                  # 10k, 100k and 1M rows, 3 runs each
     make bench BENCH_ARGS="--rows 10000,100000 --stores s3,gcs --repeat 5"
     make bench BENCH_ARGS="--verbose"           # with the libraries' INFO logs
     make bench BENCH_ARGS="--huge"              # adds 10M rows (needs ~6 GB of RAM and ~15 min)
+    make bench BENCH_ARGS="--links loopback"    # without the shaped link
 
 Each timing is summarised (median, IQR, stddev, min, max, mean, rounds) by pytest-benchmark's
 statistics class; ratios and targets use the medians. One module per concern: ``config`` (sizes,
 targets, stores), ``data``, ``methods``, ``memory``, ``stats``, ``run``, ``profiling``, ``machine``,
-``report`` and ``outputs``, with the command line in ``cli``.
+``report`` and ``outputs``, the child processes ``memory_pass`` and ``shaped``, with the command line
+in ``cli``.
 """
 
 from tools.bench.cli import main, parse_args

@@ -8,7 +8,17 @@ import sys
 from pathlib import Path
 
 import tools.bench
-from tools.bench.config import DEFAULT_ROWS, HUGE_ROWS, PROJECT_ROOT, QUICK_ROWS, STORE_SPECS, BenchConfig
+from tools.bench.config import (
+    DEFAULT_ROWS,
+    HUGE_ROWS,
+    LINK_DELAY_MS,
+    LINK_RATE,
+    LINKS,
+    PROJECT_ROOT,
+    QUICK_ROWS,
+    STORE_SPECS,
+    BenchConfig,
+)
 from tools.bench.outputs import write_outputs
 from tools.bench.report import render_profiles, render_tables
 from tools.bench.run import run
@@ -32,6 +42,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help=f"small frames only ({QUICK_ROWS}), for smoke tests"
     )
+    parser.add_argument(
+        "--links",
+        default=",".join(LINKS),
+        help="comma-separated, from loopback,shaped (default both; shaped needs root and iproute2)",
+    )
+    parser.add_argument("--link-rate", default=LINK_RATE, help=f"tbf rate of the shaped link ({LINK_RATE})")
+    parser.add_argument(
+        "--link-delay-ms", type=float, default=LINK_DELAY_MS, help=f"added each way ({LINK_DELAY_MS:g} ms)"
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     parser.add_argument("--no-profile", action="store_true", help="do not profile missed targets")
     parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "docs", help="where to write (docs/)")
@@ -43,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     unknown = [s for s in stores if s not in STORE_SPECS]
     if unknown or not stores:
         parser.error(f"unknown store(s) {unknown}; choose from {','.join(STORE_SPECS)}")
+    links = tuple(link.strip() for link in args.links.split(",") if link.strip())
+    if "loopback" not in links or any(link not in LINKS for link in links):
+        parser.error(f"--links must include loopback and take only {','.join(LINKS)}, got {args.links!r}")
     if args.rows:
         try:
             rows = tuple(int(r.replace("_", "")) for r in args.rows.split(",") if r.strip())
@@ -62,6 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         memory=not args.no_memory,
         profile=not args.no_profile,
         small_loops=200 if args.quick else 2000,
+        links=links,
+        link_rate=args.link_rate,
+        link_delay_ms=args.link_delay_ms,
     )
     return argparse.Namespace(config=config, out_dir=args.out_dir, verbose=args.verbose)
 

@@ -131,7 +131,7 @@ def profile_misses(
     result: dict[str, Any], config: BenchConfig, buckets: dict[str, str]
 ) -> list[dict[str, Any]]:
     """Where the time (or memory) goes for each target missed."""
-    misses = [t for t in result["targets"] if t["status"] == "MISS"]
+    misses = [t for t in result["targets"] if t["status"] == "MISS" and t.get("link") != "shaped"]
     profiles: list[dict[str, Any]] = []
     done: set[tuple[str, str]] = set()
     frame_cache: dict[int, Any] = {}

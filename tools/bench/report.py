@@ -61,41 +61,13 @@ def render_tables(result: dict[str, Any]) -> str:
     parts.append("**Frames** (in-memory size is `df.memory_usage(deep=True).sum()`)\n")
     parts.append(_table(["rows", "in memory", "Parquet", "Parquet encode+decode, no store"], sizes))
 
-    header = ["store", "rows", "pandas (push + pull)", "floor", "CSV", "common.io"]
-    rows = []
-    for store in stores:
-        for f in result["frames"]:
-            entry = find_entry(timings, store, "pandas", f["rows"])
-            pandas = (
-                f"{entry['median_s']:.3f} s ({entry['push_median_s']:.3f} + {entry['pull_median_s']:.3f}), "
-                f"{_spread(entry['iqr_s'], entry['stddev_s'], 3)}"
-                if entry
-                else "–"
-            )
-            rows.append(
-                [store, f"{f['rows']:,}", pandas]
-                + [_seconds(timings, store, m, f) for m in ("floor", "csv", "commonio")]
-            )
-    parts.append(
-        f"\n**Round trip, median of {result['config']['repeat']} runs** (push + pull, seconds; "
-        "IQR and standard deviation σ of the runs)\n"
-    )
-    parts.append(_table(header, rows))
-
-    ratio_rows = [
-        [
-            r["store"],
-            f"{r['rows']:,}",
-            _x(r["pandas_vs_floor"]),
-            _x(r["csv_vs_pandas"]),
-            _x(r["commonio_vs_pandas"]),
-        ]
-        for r in result["ratios"]
-    ]
-    parts.append("\n**Ratios of those medians**\n")
-    parts.append(
-        _table(["store", "rows", "pandas / floor", "CSV / pandas", "common.io / pandas"], ratio_rows)
-    )
+    parts += _round_trips(result, stores, result["config"]["repeat"])
+    shaped = result.get("shaped")
+    if shaped and "link_unavailable" not in shaped:
+        parts.append(f"\n**Over the shaped link**: {shaped['link']['description']}\n")
+        parts += _round_trips(shaped, stores, result["config"]["repeat"])
+    elif shaped:
+        parts.append(f"\n**Over the shaped link**: not measured, {shaped['link_unavailable']}\n")
 
     if result["memory"]:
         mem_rows = [
@@ -136,6 +108,7 @@ def render_tables(result: dict[str, Any]) -> str:
     target_rows = [
         [
             t["target"],
+            t.get("link", "loopback") if t["store"] != "-" else "–",
             t["store"],
             "–" if t["rows"] is None else f"{t['rows']:,}",
             _x(t["value"]),
@@ -151,7 +124,7 @@ def render_tables(result: dict[str, Any]) -> str:
             f"(The targets are set at {TARGET_ROWS:,} rows, which this run did not measure: they are "
             f"evaluated at its largest size, {max(sizes):,} rows.)\n"
         )
-    parts.append(_table(["target", "store", "rows", "measured", "target", "status"], target_rows))
+    parts.append(_table(["target", "link", "store", "rows", "measured", "target", "status"], target_rows))
 
     if result["unavailable"]:
         parts.append("\n**Not measured**\n")
@@ -160,6 +133,37 @@ def render_tables(result: dict[str, Any]) -> str:
         parts.append("\n**Notes from the checks**\n")
         parts += [f"- {n}" for n in result["notes"]]
     return "\n".join(parts) + "\n"
+
+
+def _round_trips(result: dict[str, Any], stores: list[str], repeat: int) -> list[str]:
+    """The round-trip table and the ratios of its medians, for one link."""
+    timings = result["timings"]
+    methods = [m for m in ("floor", "csv", "commonio") if any(t["method"] == m for t in timings)]
+    labels = {"floor": "floor", "csv": "CSV", "commonio": "common.io"}
+    header = ["store", "rows", "pandas (push + pull)", *(labels[m] for m in methods)]
+    rows = []
+    for store in stores:
+        for f in result["frames"]:
+            entry = find_entry(timings, store, "pandas", f["rows"])
+            pandas = (
+                f"{entry['median_s']:.3f} s ({entry['push_median_s']:.3f} + {entry['pull_median_s']:.3f}), "
+                f"{_spread(entry['iqr_s'], entry['stddev_s'], 3)}"
+                if entry
+                else "–"
+            )
+            rows.append([store, f"{f['rows']:,}", pandas] + [_seconds(timings, store, m, f) for m in methods])
+    ratio_keys = {"floor": "pandas_vs_floor", "csv": "csv_vs_pandas", "commonio": "commonio_vs_pandas"}
+    ratio_labels = {"floor": "pandas / floor", "csv": "CSV / pandas", "commonio": "common.io / pandas"}
+    ratio_rows = [
+        [r["store"], f"{r['rows']:,}", *(_x(r[ratio_keys[m]]) for m in methods)] for r in result["ratios"]
+    ]
+    return [
+        f"\n**Round trip, median of {repeat} runs** (push + pull, seconds; IQR and standard deviation σ "
+        "of the runs)\n",
+        _table(header, rows),
+        "\n**Ratios of those medians**\n",
+        _table(["store", "rows", *(ratio_labels[m] for m in methods)], ratio_rows),
+    ]
 
 
 def _spread(iqr: float, stddev: float, digits: int) -> str:

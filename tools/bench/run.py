@@ -44,6 +44,7 @@ from tools.bench.methods import (
 )
 from tools.bench.profiling import profile_misses
 from tools.bench.report import find_entry
+from tools.bench.shaped import run_shaped
 from tools.bench.stats import rotated, summary
 from tools.console import progress as _progress
 from tools.servers import LocalServers, unique_bucket_name
@@ -70,7 +71,7 @@ def _timing_entry(store: str, method: str, rows: int, runs: list[tuple[float, fl
     }
 
 
-def bench_frames(config: BenchConfig, servers: LocalServers, buckets: dict[str, str]) -> dict[str, Any]:
+def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]:
     """Time every method on every store and size; measure memory; return the raw results."""
     from include.xcom_backend.codecs import ParquetCodec
 
@@ -83,7 +84,7 @@ def bench_frames(config: BenchConfig, servers: LocalServers, buckets: dict[str, 
     specs = [STORE_SPECS[name] for name in config.stores]
     backends = {spec.name: import_path(spec.backend) for spec in specs}
 
-    for spec in specs:
+    for spec in specs if "commonio" in config.methods else ():
         try:
             check_commonio(spec)
         except Unavailable as exc:
@@ -119,6 +120,7 @@ def bench_frames(config: BenchConfig, servers: LocalServers, buckets: dict[str, 
             }
             if (spec.name, "commonio") not in unavailable:
                 methods["commonio"] = CommonIOMethod(spec, bucket)
+            methods = {name: method for name, method in methods.items() if name in config.methods}
 
             # Warm-up (connections, first write to a bucket) doubles as the check that each method
             # really brings the frame back. CSV, which takes half a minute at a million rows, is
@@ -349,11 +351,20 @@ def run(config: BenchConfig, servers: LocalServers) -> dict[str, Any]:
             for scheme, bucket in buckets.items():
                 servers.create_bucket(scheme, bucket)
                 created.append((scheme, bucket))
-            result.update(bench_frames(config, servers, buckets))
+            result.update(bench_frames(config, buckets))
             _progress("small values")
             result["small_values"] = bench_small_values(config)
             result["ratios"] = compute_ratios(result, config.stores)
-            result["targets"] = evaluate_targets(result)
+            result["targets"] = [{**t, "link": "loopback"} for t in evaluate_targets(result)]
+            if "shaped" in config.links:
+                _progress("the round trips again, over the shaped link")
+                result["shaped"] = shaped = run_shaped(config, servers, buckets)
+                if "link_unavailable" not in shaped:
+                    shaped["ratios"] = compute_ratios(shaped, config.stores)
+                    link_bound = evaluate_targets({**shaped, "memory": [], "small_values": []})
+                    result["targets"] += [
+                        {**t, "link": "shaped"} for t in link_bound if t["target"].endswith("/ floor")
+                    ]
             result["profiles"] = profile_misses(result, config, buckets) if config.profile else []
         finally:
             gc.unfreeze()
