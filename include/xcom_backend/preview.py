@@ -13,6 +13,7 @@ Nothing here imports pandas, pyarrow, polars or numpy; a value's module says whi
 
 from __future__ import annotations
 
+import itertools
 import json
 import reprlib
 from collections.abc import Callable
@@ -47,8 +48,9 @@ BUDGETS = (
 
 def row(reference: Reference, value: Any, *, size: int, preview: bool = True) -> dict[str, Any]:
     """The database row of ``value``, stored under ``reference`` as ``size`` bytes."""
-    base: dict[str, Any] = {
-        ROW_KEY: str(reference),
+    # What the value is comes first: the UI's JSON view shows the first 15 lines or so unscrolled
+    # (SQLite keeps this order; PostgreSQL's JSONB puts shorter keys first).
+    described: dict[str, Any] = {
         "type": _text(f"{type(value).__module__}.{type(value).__qualname__}", _TYPE_CHARS),
         "size_bytes": size,
         "format": reference.extension.lstrip("."),
@@ -56,10 +58,10 @@ def row(reference: Reference, value: Any, *, size: int, preview: bool = True) ->
     if preview:
         describe = _describer(value)
         for budget in BUDGETS:
-            candidate = {**base, "preview": describe(value, budget)}
+            candidate = {**described, "preview": describe(value, budget), ROW_KEY: str(reference)}
             if row_bytes(candidate) <= ROW_LIMIT:
                 return candidate
-    return base
+    return {**described, ROW_KEY: str(reference)}
 
 
 def row_bytes(row: dict[str, Any]) -> int:
@@ -162,8 +164,8 @@ def _mapping(value: dict, budget: Budget) -> dict[str, Any]:
     return {"length": len(value), "keys": _texts(keys, budget.chars)}
 
 
-def _sequence(value: list | tuple, budget: Budget) -> dict[str, Any]:
-    return {"length": len(value), "head": _texts(value[: budget.rows], budget.chars)}
+def _sequence(value: list | tuple | set | frozenset, budget: Budget) -> dict[str, Any]:
+    return {"length": len(value), "head": _texts(itertools.islice(value, budget.rows), budget.chars)}
 
 
 def _string(value: str, budget: Budget) -> dict[str, Any]:
@@ -174,8 +176,9 @@ def _binary(value: bytes | bytearray, budget: Budget) -> dict[str, Any]:
     return {"length": len(value)}
 
 
-def _nothing(value: Any, budget: Budget) -> dict[str, Any]:
-    return {}
+def _scalar(value: Any, budget: Budget) -> dict[str, Any]:
+    # Numbers, dates, uuids, decimals: what the JSON codec takes besides containers and strings.
+    return {"value": _text(value, budget.chars)}
 
 
 # By (module prefix, class name); the class's own module may be a submodule (pandas.core.frame).
@@ -198,10 +201,10 @@ def _describer(value: Any) -> Callable[[Any, Budget], dict[str, Any]]:
             return found
     if isinstance(value, dict):
         return _mapping
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return _sequence
     if isinstance(value, str):
         return _string
     if isinstance(value, bytes | bytearray):
         return _binary
-    return _nothing
+    return _scalar

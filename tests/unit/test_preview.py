@@ -127,7 +127,9 @@ def test_a_polars_frame_shows_its_shape_columns_and_head():
     assert shown["dtypes"] == [str(pl.Int64), str(pl.String)] and shown["head"][0][0] == "0"
 
 
-def test_lists_and_dicts_show_their_length_and_first_keys():
+def test_lists_and_dicts_show_their_length_and_first_keys_scalars_their_value():
+    assert row(LONG, 7, size=1)["preview"] == {"value": "7"}
+    assert row(LONG, {3, 1}, size=1)["preview"]["length"] == 2
     assert row(LONG, {"b": 1, "a": 2, "c": 3}, size=1)["preview"] == {"length": 3, "keys": ["b", "a", "c"]}
     assert row(LONG, [1, "two", None], size=1)["preview"] == {"length": 3, "head": ["1", "two", "None"]}
 
@@ -136,7 +138,7 @@ def test_the_preview_setting_turns_it_off_but_type_size_and_format_remain(monkey
     monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__PREVIEW", "false")
     monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__COMPRESSION", "gzip")
     stored = push(backend_for("memory"), {"secret": "not for the UI"})
-    assert set(stored) == {ROW_KEY, "type", "size_bytes", "format"}
+    assert set(stored) == {"type", "size_bytes", "format", ROW_KEY}
     assert (stored["type"], stored["format"]) == ("builtins.dict", "json.gz")
     assert "secret" not in str(stored)
     assert pull(backend_for("memory"), stored) == {"secret": "not for the UI"}
