@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from airflow.sdk.bases.xcom import BaseXCom
 
-from include.xcom_backend import database, preview
+from include.xcom_backend import database, metrics, preview
 from include.xcom_backend.codecs import (
     COMPRESSIONS,
     FRAME_CODECS,
@@ -85,6 +85,7 @@ class ObjectStoreXComBackend(BaseXCom):
         map_index: int | None = None,
     ) -> Any:
         if database.scalar_is_kept(value) and threshold_bytes() > _SMALL_SCALAR_BYTES:
+            metrics.incr(cls._first_store(), "kept_in_db")
             return BaseXCom.serialize_value(value)  # flags and counts: the database, at Airflow's cost
         settings = Settings.from_env()
         codec = cls._codec_for(value, settings)
@@ -97,6 +98,7 @@ class ObjectStoreXComBackend(BaseXCom):
                 f"a value of type {kind} is not supported ({exc})"
             ) from None
         if codec.in_database and cls._keep_in_database(value, data, settings):
+            metrics.incr(cls._first_store(), "kept_in_db")
             return database.stored_form(structure, data)
 
         extension = codec.extension
@@ -115,20 +117,23 @@ class ObjectStoreXComBackend(BaseXCom):
             extension=extension,
         )
         written: list[ObjectStore] = []
-        try:
-            for store in cls._write_stores():
-                store.put(
-                    object_name,
-                    data,
-                    content_type=codec.content_type,
-                    metadata={"xcom_sha256": checksum},
-                )
-                written.append(store)
-        except XComStorageError:
-            # A mirror that got only part of the copies would be read inconsistently: undo.
-            for store in written:
-                cls._delete_quietly(store, object_name)
-            raise
+        with metrics.measured("push", cls._first_store()) as measure:
+            try:
+                for store in cls._write_stores():
+                    measure.store = store.scheme
+                    store.put(
+                        object_name,
+                        data,
+                        content_type=codec.content_type,
+                        metadata={"xcom_sha256": checksum},
+                    )
+                    written.append(store)
+            except XComStorageError:
+                # A mirror that got only part of the copies would be read inconsistently: undo.
+                for store in written:
+                    cls._delete_quietly(store, object_name)
+                raise
+            measure.bytes = len(data)
         reference = Reference(written[0].scheme, written[0].bucket, object_name, checksum)
         where = _describe(dag_id, task_id, map_index, key)
         log.info("XCom of %s stored as %s (%d bytes)", where, reference, len(data))
@@ -193,10 +198,12 @@ class ObjectStoreXComBackend(BaseXCom):
             codec, compression = formats_of(reference.key)
         except UnknownFormat as exc:
             raise XComReferenceError(f"XCom reference {reference} cannot be read: {exc}") from None
-        data = cls._fetch(reference)
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != reference.sha256:
-            raise XComIntegrityError(str(reference), reference.sha256, actual)
+        with metrics.measured("pull", reference.scheme) as measure:
+            data = cls._fetch(reference)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != reference.sha256:
+                raise XComIntegrityError(str(reference), reference.sha256, actual)
+            measure.bytes = len(data)
         if compression:
             data = compression.decompress(data)
         return codec.decode(data)
@@ -251,6 +258,10 @@ class ObjectStoreXComBackend(BaseXCom):
             store.delete(key)
         except XComStorageError as exc:
             log.warning("Could not delete XCom object %s: %s", store.url(key), exc)
+
+    @classmethod
+    def _first_store(cls) -> str:
+        return cls.stores[0] if cls.stores else "unknown"
 
     @classmethod
     def _write_stores(cls) -> list[ObjectStore]:
