@@ -168,8 +168,8 @@ def read_xcom_tab(page, airflow: RunningAirflow, dag_id: str, run_id: str, task_
     expect(row).to_contain_text('"type"')
     view = row.locator(".monaco-editor").first
     lines: list[str] = []
-    unchanged = 0
-    for _ in range(MAX_SCROLLS):
+    unchanged = scrolls = 0
+    while scrolls < MAX_SCROLLS:
         new = [line for line in view.locator(".view-line").all_inner_texts() if line not in lines]
         lines.extend(new)
         unchanged = 0 if new else unchanged + 1
@@ -177,7 +177,12 @@ def read_xcom_tab(page, airflow: RunningAirflow, dag_id: str, run_id: str, task_
             break
         view.hover()
         page.mouse.wheel(0, 120)
+        scrolls += 1
         page.wait_for_timeout(150)
+    # Back to the top, where the type and the preview start, for the screenshot.
+    for _ in range(scrolls):
+        page.mouse.wheel(0, -120)
+        page.wait_for_timeout(50)
     return "\n".join(lines).replace("\u00a0", " ")
 
 
