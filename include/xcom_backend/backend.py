@@ -2,9 +2,11 @@
 
 Push (the producing task calls `serialize_value`):
     value -> codec (JSON, or Parquet for pandas) -> bytes [-> gzip/zstd] -> sha256
-          -> store.put(key, bytes) -> reference string "xcom_s3://bucket/key#sha256=…" -> Airflow's DB
+          -> store.put(key, bytes) -> reference "xcom_s3://bucket/key#sha256=…" -> Airflow's DB, in a
+          row that also describes the value for the UI (preview.py)
 Pull (the consuming task calls `deserialize_value` with what the DB holds):
-    reference -> store.get(key) (the store retries while unreachable) -> verify sha256
+    reference (from the row, or the bare string of older rows)
+              -> store.get(key) (the store retries while unreachable) -> verify sha256
               -> [decompress] -> codec chosen by the key's extension -> value
 Small values the threshold keeps in the DB are stored as they are, or as JSON text behind a prefix
 where a database would change them (database.py). Anything else in the DB that is not a reference
@@ -19,7 +21,7 @@ from typing import Any, ClassVar
 
 from airflow.sdk.bases.xcom import BaseXCom
 
-from include.xcom_backend import database
+from include.xcom_backend import database, metrics, preview
 from include.xcom_backend.codecs import (
     COMPRESSIONS,
     FRAME_CODECS,
@@ -38,7 +40,13 @@ from include.xcom_backend.errors import (
     XComStorageError,
     XComStoreUnreachable,
 )
-from include.xcom_backend.reference import LOOKS_LIKE_REFERENCE, Reference, object_key
+from include.xcom_backend.reference import (
+    LOOKS_LIKE_REFERENCE,
+    ROW_KEY,
+    Reference,
+    looks_like_reference,
+    object_key,
+)
 from include.xcom_backend.registry import open_store
 from include.xcom_backend.settings import Settings, threshold_bytes
 from include.xcom_backend.stores.base import ObjectStore
@@ -76,8 +84,9 @@ class ObjectStoreXComBackend(BaseXCom):
         dag_id: str | None = None,
         run_id: str | None = None,
         map_index: int | None = None,
-    ) -> str:
+    ) -> Any:
         if database.scalar_is_kept(value) and threshold_bytes() > _SMALL_SCALAR_BYTES:
+            metrics.incr(cls._first_store(), "kept_in_db")
             return BaseXCom.serialize_value(value)  # flags and counts: the database, at Airflow's cost
         settings = Settings.from_env()
         codec = cls._codec_for(value, settings)
@@ -90,6 +99,7 @@ class ObjectStoreXComBackend(BaseXCom):
                 f"a value of type {kind} is not supported ({exc})"
             ) from None
         if codec.in_database and cls._keep_in_database(value, data, settings):
+            metrics.incr(cls._first_store(), "kept_in_db")
             return database.stored_form(structure, data)
 
         extension = codec.extension
@@ -108,24 +118,27 @@ class ObjectStoreXComBackend(BaseXCom):
             extension=extension,
         )
         written: list[ObjectStore] = []
-        try:
-            for store in cls._write_stores():
-                store.put(
-                    object_name,
-                    data,
-                    content_type=codec.content_type,
-                    metadata={"xcom_sha256": checksum},
-                )
-                written.append(store)
-        except XComStorageError:
-            # A mirror that got only part of the copies would be read inconsistently: undo.
-            for store in written:
-                cls._delete_quietly(store, object_name)
-            raise
+        with metrics.measured("push", cls._first_store()) as measure:
+            try:
+                for store in cls._write_stores():
+                    measure.store = store.scheme
+                    store.put(
+                        object_name,
+                        data,
+                        content_type=codec.content_type,
+                        metadata={"xcom_sha256": checksum},
+                    )
+                    written.append(store)
+            except XComStorageError:
+                # A mirror that got only part of the copies would be read inconsistently: undo.
+                for store in written:
+                    cls._delete_quietly(store, object_name)
+                raise
+            measure.bytes = len(data)
         reference = Reference(written[0].scheme, written[0].bucket, object_name, checksum)
         where = _describe(dag_id, task_id, map_index, key)
         log.info("XCom of %s stored as %s (%d bytes)", where, reference, len(data))
-        return BaseXCom.serialize_value(str(reference))
+        return preview.row(reference, value, size=len(data), preview=settings.preview)
 
     @classmethod
     def _codec_for(cls, value: Any, settings: Settings) -> Codec:
@@ -137,18 +150,29 @@ class ObjectStoreXComBackend(BaseXCom):
 
     @staticmethod
     def _keep_in_database(value: Any, data: bytes, settings: Settings) -> bool:
-        """Small JSON values may stay in Airflow's DB, except strings that look like references.
-        (A pandas backend's frames never reach this: their exact dtypes live in the store's Parquet.)"""
+        """Small JSON values may stay in Airflow's DB, except those that would read back as a
+        reference (strings like one, dicts like a row). (A pandas backend's frames never reach
+        this: their exact dtypes live in the store's Parquet.)"""
         if not settings.threshold_bytes or len(data) >= settings.threshold_bytes:
             return False
-        return not (isinstance(value, str) and LOOKS_LIKE_REFERENCE.match(value))
+        return not looks_like_reference(value)
 
     # --- pull -----------------------------------------------------------------------------------
     @classmethod
     def deserialize_value(cls, result: Any) -> Any:
         raw = result.value
+        if isinstance(raw, dict) and ROW_KEY in raw:
+            reference = Reference.parse(raw)
+            if reference is None:
+                # Only this backend writes dicts with that key to the DB (user dicts like it are
+                # stored as objects), so this is a damaged row, not data.
+                raise XComReferenceError(
+                    f"XCom row {str(raw)[:200]} has {ROW_KEY!r} but not a reference in this backend's "
+                    "format (xcom_<store>://<bucket>/<key>#sha256=<hex>); it cannot be read"
+                )
+            return cls.read(reference)
         if not isinstance(raw, str):
-            return BaseXCom.deserialize_value(result)  # only strings can be references
+            return BaseXCom.deserialize_value(result)  # only rows and strings can be references
         wrapped = database.wrapped_json(raw)
         if wrapped is not None:
             try:
@@ -177,10 +201,12 @@ class ObjectStoreXComBackend(BaseXCom):
             codec, compression = formats_of(reference.key)
         except UnknownFormat as exc:
             raise XComReferenceError(f"XCom reference {reference} cannot be read: {exc}") from None
-        data = cls._fetch(reference)
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != reference.sha256:
-            raise XComIntegrityError(str(reference), reference.sha256, actual)
+        with metrics.measured("pull", reference.scheme) as measure:
+            data = cls._fetch(reference)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != reference.sha256:
+                raise XComIntegrityError(str(reference), reference.sha256, actual)
+            measure.bytes = len(data)
         if compression:
             data = compression.decompress(data)
         return codec.decode(data)
@@ -235,6 +261,10 @@ class ObjectStoreXComBackend(BaseXCom):
             store.delete(key)
         except XComStorageError as exc:
             log.warning("Could not delete XCom object %s: %s", store.url(key), exc)
+
+    @classmethod
+    def _first_store(cls) -> str:
+        return cls.stores[0] if cls.stores else "unknown"
 
     @classmethod
     def _write_stores(cls) -> list[ObjectStore]:

@@ -3,7 +3,9 @@ string kept in Airflow.
 
 A reference looks like ``xcom_s3://my-bucket/xcom/my_dag/manual__2026-01-01T00~3A00~3A00~2B00~3A00/
 extract/-1/return_value/5f0c….json.gz#sha256=ab12…`` — the prefix tells which store, then the bucket
-and key, then the checksum of the stored bytes. It is what the UI's XCom tab shows.
+and key, then the checksum of the stored bytes. The database row of a stored value is a JSON object
+carrying it under ``ROW_KEY`` next to a description of the value (preview.py), which is what the UI's
+XCom tab shows; rows written before that are the bare reference string, and both are read.
 """
 
 from __future__ import annotations
@@ -34,6 +36,17 @@ _REFERENCE = re.compile(
 # Anything starting like a reference must be stored as an object, or reading it back would mistake
 # a user's string for a pointer.
 LOOKS_LIKE_REFERENCE = re.compile(r"^xcom_(" + "|".join(SCHEMES) + r")://")
+# The key of the reference in a stored value's row. A user's dict carrying it is likewise always
+# stored as an object, so a dict row with this key is always one of ours.
+ROW_KEY = "xcom_reference"
+
+
+def looks_like_reference(value: object) -> bool:
+    """Whether a value, if kept in Airflow's DB as it is, would read back as a pointer: a string
+    starting like a reference, or a dict with the row's reference key."""
+    if isinstance(value, str):
+        return LOOKS_LIKE_REFERENCE.match(value) is not None
+    return isinstance(value, dict) and ROW_KEY in value
 
 
 def encode_component(value: str) -> str:
@@ -162,7 +175,10 @@ class Reference:
 
     @classmethod
     def parse(cls, value: object) -> Reference | None:
-        """The reference in `value`, or None when `value` is not one of ours (plain XCom data)."""
+        """The reference in `value` (a row, or the bare string of older rows), or None when `value`
+        is not one of ours (plain XCom data)."""
+        if isinstance(value, dict):
+            value = value.get(ROW_KEY)
         if not isinstance(value, str):
             return None
         match = _REFERENCE.match(value)

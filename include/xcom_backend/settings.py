@@ -60,6 +60,8 @@ _SHARED = (
     Option("compression", "none", legacy="XCOM_BACKEND_COMPRESSION"),
     Option("pandas_format", "parquet", legacy="XCOM_BACKEND_PANDAS_FORMAT"),
     Option("key_prefix", "xcom", legacy="XCOM_BACKEND_KEY_PREFIX"),
+    # Off: a stored value's row (what the UI's XCom tab shows) says only its type, size and format.
+    Option("preview", "true"),
     # One retry policy for every store and operation (stores/base.py). With these defaults a
     # call against a dead or hung store ends within attempts x (connect + read + the SDK's
     # fixed waits) + back-off = 3 x (5 + 10 + 1) s + 1.5 s = 49.5 s (RetryPolicy.failure_bound).
@@ -150,6 +152,18 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+_BOOLEANS = {word: True for word in ("true", "yes", "on", "1")} | {
+    word: False for word in ("false", "no", "off", "0")
+}
+
+
+def _boolean(text: str) -> bool:
+    try:
+        return _BOOLEANS[text.lower()]
+    except KeyError:
+        raise ValueError(text) from None
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text.lower() not in choices:
@@ -201,10 +215,11 @@ class Settings:
     attempts: int
     connect_timeout: float
     read_timeout: float
+    preview: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
-        # Parsed once per distinct set of raw values: validating seven options on every push
+        # Parsed once per distinct set of raw values: validating every option on every push
         # would cost more than a small push itself.
         raw = tuple(option.raw() for option in _SHARED)
         settings = _parsed.get(raw)
@@ -229,6 +244,7 @@ class Settings:
             attempts=max(parsed(OPTIONS["attempts"], _whole_number, "a whole number of attempts"), 1),
             connect_timeout=parsed(OPTIONS["connect_timeout"], _positive_seconds, "a number of seconds"),
             read_timeout=parsed(OPTIONS["read_timeout"], _positive_seconds, "a number of seconds"),
+            preview=parsed(OPTIONS["preview"], _boolean, "true or false"),
         )
 
 

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from include.xcom_backend.reference import ROW_KEY
 from tests.conftest import TEST_DB
 from tests.support.airflow_process import (
     kill,
@@ -58,14 +59,14 @@ def test_make_airflow_runs_the_tutorial_dags_and_stops_cleanly(local_stores, tmp
                 values = [
                     client.get(
                         f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{e['task_id']}/xcomEntries/{e['key']}",
-                        params={"deserialize": False, "stringify": True},
+                        params={"deserialize": False},
                     ).json()["value"]
                     for e in entries.json()["xcom_entries"]
                 ]
-                # The default backend (MinIO API, pandas) keeps references in the database.
-                assert values and all(v.startswith("xcom_minio://custom-xcom-backend/") for v in values), (
-                    values
-                )
+                # The default backend (MinIO API, pandas) keeps rows naming its objects in the database.
+                assert values and all(
+                    v[ROW_KEY].startswith("xcom_minio://custom-xcom-backend/") for v in values
+                ), values
 
         pids = survivors(run.marker)
         assert len(pids) >= 8, f"expected the stores and Airflow's processes, found {pids}"

@@ -1,11 +1,13 @@
 """The Airflow UI in a real browser (Debian's Chromium, driven by Playwright) against `make airflow`.
 
 A user's path: unpause and trigger both tutorial DAGs from the UI, wait for success, open a task's
-XCom tab and read the reference the backend stored; clear a task from the UI, let it run again, and
+XCom tab and read what the backend wrote there; clear a task from the UI, let it run again, and
 check in the bucket that the old object is gone and the new one is there.
 
-The XCom tab shows what the database holds (Airflow 3.3's UI never calls the backend), so it shows
-the reference, not the value. XCOM_UPDATE_SCREENSHOTS=1 writes the screenshots into docs/.
+The XCom tab shows what the database holds (Airflow 3.3's UI never calls the backend): the row the
+backend wrote, naming the object and describing the value (type, size, format, shape, columns,
+first rows; include/xcom_backend/preview.py). XCOM_UPDATE_SCREENSHOTS=1 writes the screenshots into
+docs/.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from include.xcom_backend.reference import Reference
+from include.xcom_backend.reference import ROW_KEY, Reference
 from include.xcom_backend.registry import open_store
 from include.xcom_backend.stores.base import ObjectStore
 from tests.conftest import stores_required
@@ -48,6 +50,8 @@ CHROMIUM_FLAGS = [
 ]
 INSTALL_HINT = "apt-get install -y chromium (Debian's package; Playwright's own browser download is not used)"
 REFERENCE = re.compile(r"xcom_minio://custom-xcom-backend/\S+#sha256=[0-9a-f]{64}")
+# Lines of the tab's JSON view that can scroll into sight: the view shows about 15 at a time.
+MAX_SCROLLS = 40
 # The task whose XCom is shown and cleared, per DAG: each returns a value the backend stores.
 XCOM_TASKS = {"simple_xcom_dag": "pick_a_random_number", "fetch_pokemon_data_dag": "calculate_xp_per_height"}
 UI_TIMEOUT_MS = 60_000
@@ -151,13 +155,68 @@ def trigger_from_ui(page, airflow: RunningAirflow, dag_id: str) -> str:
 
 
 def read_xcom_tab(page, airflow: RunningAirflow, dag_id: str, run_id: str, task_id: str) -> str:
-    """Open the task instance, click Storage then XCom, and return the return_value row's value."""
+    """Open the task instance, click Storage then XCom, unfold the values and return the text of the
+    return_value row's JSON view, scrolled through from top to bottom (its lines, each once)."""
+    from playwright.sync_api import expect
+
     page.goto(f"{airflow.url}/dags/{dag_id}/runs/{run_id}/tasks/{task_id}")
     page.get_by_role("link", name="Storage", exact=True).click()
     page.get_by_role("link", name="XCom", exact=True).click()
     row = page.get_by_role("row").filter(has_text="return_value")
-    row.get_by_text(REFERENCE).wait_for()
-    return REFERENCE.search(row.inner_text()).group(0)
+    # A dict value is a folded JSON editor until "Expand all extra JSON" is clicked.
+    page.get_by_test_id("expand-all-button").click()
+    expect(row).to_contain_text('"type"')
+    view = row.locator(".monaco-editor").first
+    lines: list[str] = []
+    unchanged = scrolls = 0
+    while scrolls < MAX_SCROLLS:
+        new = [line for line in view.locator(".view-line").all_inner_texts() if line not in lines]
+        lines.extend(new)
+        unchanged = 0 if new else unchanged + 1
+        if unchanged == 3:
+            break
+        view.hover()
+        page.mouse.wheel(0, 120)
+        scrolls += 1
+        page.wait_for_timeout(150)
+    # Back to the top, where the type and the preview start, for the screenshot.
+    for _ in range(scrolls):
+        page.mouse.wheel(0, -120)
+        page.wait_for_timeout(50)
+    return "\n".join(lines).replace("\u00a0", " ")
+
+
+def xcom_row(airflow: RunningAirflow, dag_id: str, run_id: str, task_id: str) -> dict:
+    """The return_value row as the REST API gives it (what the database holds)."""
+    with airflow.client() as client:
+        answer = client.get(
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value",
+            params={"deserialize": False},
+        )
+    stored = answer.raise_for_status().json()["value"]
+    assert isinstance(stored, dict) and ROW_KEY in stored, stored
+    return stored
+
+
+def assert_tab_describes(shown: str, stored: dict) -> None:
+    """The tab says what the value is: its type, format and preview, as the row holds them."""
+    assert f'"type": "{stored["type"]}"' in shown, shown
+    assert f'"format": "{stored["format"]}"' in shown and '"preview"' in shown, shown
+    preview = stored["preview"]
+    for name in preview.get("columns", []):
+        assert f'"{name}"' in shown, (name, shown)
+    if "shape" in preview:
+        assert all(re.search(rf"\b{n}\b", shown) for n in preview["shape"]), (preview["shape"], shown)
+    if "value" in preview:
+        assert f'"value": "{preview["value"]}"' in shown, shown
+
+
+def tab_and_row(page, airflow: RunningAirflow, dag_id: str, run_id: str, task_id: str) -> dict:
+    """The row, after checking that the XCom tab describes the value as the row does."""
+    shown = read_xcom_tab(page, airflow, dag_id, run_id, task_id)
+    stored = xcom_row(airflow, dag_id, run_id, task_id)
+    assert_tab_describes(shown, stored)
+    return stored
 
 
 def test_trigger_from_the_ui_and_read_the_xcom_tab(airflow, page, minio_store, tmp_path) -> None:
@@ -165,14 +224,17 @@ def test_trigger_from_the_ui_and_read_the_xcom_tab(airflow, page, minio_store, t
         run_id = trigger_from_ui(page, airflow, dag_id)
         with airflow.client() as client:
             assert wait_for_run(client, dag_id, run_id) == "success", airflow.output[-4000:]
-        shown = read_xcom_tab(page, airflow, dag_id, run_id, task_id)
+        stored = tab_and_row(page, airflow, dag_id, run_id, task_id)
         _screenshot(page, tmp_path, f"xcom-tab-{dag_id}.png")
-
-        reference = Reference.parse(shown)
-        assert reference is not None, shown
+        if dag_id == "fetch_pokemon_data_dag":
+            assert stored["type"] == "pandas.DataFrame", stored
+            assert stored["preview"]["columns"][-1] == "xp_per_height", stored
+            assert stored["preview"]["shape"] == [2, 4], stored
+        reference = Reference.parse(stored)
+        assert reference is not None and REFERENCE.fullmatch(str(reference)), stored
         assert f"/{dag_id}/" in reference.key and f"/{task_id}/" in reference.key
-        # What the tab shows is the object in the bucket, byte for byte (the digest is in the reference).
-        assert minio_store.get(reference.key), f"{shown} is not in the bucket"
+        # The row names the object in the bucket, byte for byte (the digest is in the reference).
+        assert minio_store.get(reference.key), f"{reference} is not in the bucket"
 
 
 def test_clear_from_the_ui_replaces_the_object(airflow, page, minio_store) -> None:
@@ -184,7 +246,7 @@ def test_clear_from_the_ui_replaces_the_object(airflow, page, minio_store) -> No
     )
     with airflow.client() as client:
         assert wait_for_run(client, dag_id, run_id) == "success"
-    old = Reference.parse(read_xcom_tab(page, airflow, dag_id, run_id, task_id))
+    old = Reference.parse(tab_and_row(page, airflow, dag_id, run_id, task_id))
     task_prefix = old.key.rsplit("/", 1)[0] + "/"
     assert [o.key for o in minio_store.list(task_prefix)] == [old.key]
 
@@ -206,7 +268,7 @@ def test_clear_from_the_ui_replaces_the_object(airflow, page, minio_store) -> No
         assert ti["try_number"] > 1 and ti["state"] == "success", ti
         assert wait_for_run(client, dag_id, run_id) == "success"
 
-    new = Reference.parse(read_xcom_tab(page, airflow, dag_id, run_id, task_id))
+    new = Reference.parse(tab_and_row(page, airflow, dag_id, run_id, task_id))
     assert new.key != old.key
     assert [o.key for o in minio_store.list(task_prefix)] == [new.key], "old object left or new one missing"
 

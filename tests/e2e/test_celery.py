@@ -168,7 +168,7 @@ def test_dataframe_pushed_on_one_worker_is_pulled_exactly_on_the_other(
 
     # Independently of the consumer: the DB row is a reference, and the object it names is the frame.
     stored = cluster.xcom_values("xcom_celery_pair", run_id, "produce")[-1]
-    reference = Reference.parse(stored) if isinstance(stored, str) else None
+    reference = Reference.parse(stored)
     assert reference is not None and reference.bucket == BUCKET, stored
     assert reference.key.startswith(f"xcom/xcom_celery_pair/{run_id}/produce/-1/return_value/"), stored
     reset_stores()

@@ -18,7 +18,7 @@ from include.xcom_backend import (
 )
 from include.xcom_backend.catalog import ALL_BACKENDS
 from include.xcom_backend.database import WRAPPED_PREFIX
-from include.xcom_backend.reference import Reference
+from include.xcom_backend.reference import ROW_KEY, Reference
 from include.xcom_backend.registry import open_store
 from tests.support import xcom_calls
 from tests.support.hostile_values import assert_same, cases_for, check_round_trip
@@ -78,7 +78,7 @@ def test_reference_names_store_bucket_and_a_safe_key(path):
     stored = push(cls, {"a": 1}, task_id="my.task", key="../../escape", map_index=3)
     store, reference = store_of(stored)
     expected_scheme = cls.stores[0]
-    assert stored.startswith(f"xcom_{expected_scheme}://")
+    assert stored[ROW_KEY].startswith(f"xcom_{expected_scheme}://")
     assert reference.bucket == open_store(cls.stores[0]).bucket
     segments = reference.key.split("/")
     assert ".." not in segments and "." not in segments and "" not in segments

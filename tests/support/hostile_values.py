@@ -19,6 +19,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from include.xcom_backend.reference import ROW_KEY
+
 Case = tuple[str, Callable[[], Any], Any]
 
 
@@ -50,6 +52,16 @@ VALUES: list[Case] = [
     (
         "valid-reference-string",
         lambda: "xcom_s3://other-bucket/xcom/d/r/t/-1/k/" + "0" * 32 + ".json#sha256=" + "a" * 64,
+        "exact",
+    ),
+    (
+        "row-lookalike",
+        lambda: {
+            ROW_KEY: "xcom_s3://other-bucket/xcom/d/r/t/-1/k/" + "0" * 32 + ".json#sha256=" + "a" * 64,
+            "type": "builtins.int",
+            "size_bytes": 2,
+            "format": "json",
+        },
         "exact",
     ),
     ("string-1MB", lambda: "A" * 1_000_000, "exact"),

@@ -81,6 +81,7 @@ def test_an_old_name_still_works_with_one_warning_and_the_new_name_wins(monkeypa
         ("AIRFLOW__XCOM_BACKEND__COMPRESSION", "brotli"),
         ("AIRFLOW__XCOM_BACKEND__PANDAS_FORMAT", "feather"),
         ("AIRFLOW__XCOM_BACKEND__THRESHOLD_BYTES", "64k"),
+        ("AIRFLOW__XCOM_BACKEND__PREVIEW", "maybe"),
     ],
 )
 def test_a_bad_value_names_the_setting_and_the_value(monkeypatch, name, raw):
