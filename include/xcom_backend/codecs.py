@@ -306,18 +306,26 @@ class NumpyCodec:
         return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-class ArrowCodec:
+class _ClassCodec:
+    """A codec for several classes of one library: each class has an extension of its own, so a value
+    comes back as the class it was pushed as."""
+
+    in_database = False
+    compressible = True
+    extensions: dict[str, str]
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.extension = self.extensions[kind]
+
+
+class ArrowCodec(_ClassCodec):
     """The Arrow IPC stream format, pyarrow's own serialization: schema, field and schema metadata
     and every batch kept (a file could not hold batches of one dictionary column with different
     dictionaries). A RecordBatch, one batch, has an extension of its own, to come back as one."""
 
-    in_database = False
-    compressible = True
     content_type = "application/vnd.apache.arrow.stream"
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind  # "Table" or "RecordBatch"
-        self.extension = ".arrows" if kind == "Table" else ".batch.arrows"
+    extensions = {"Table": ".arrows", "RecordBatch": ".batch.arrows"}
 
     def encode(self, value: Any) -> Encoded:
         import pyarrow as pa
@@ -342,18 +350,13 @@ class ArrowCodec:
         return batches[0]
 
 
-class PolarsCodec:
+class PolarsCodec(_ClassCodec):
     """Arrow IPC as polars writes it: its own dtypes (Categorical, Enum, Decimal, Array, Struct,
     time zones) are recorded in the file, so they come back as they were. A Series is stored as a
     one-column frame, its name the column's."""
 
-    in_database = False
-    compressible = True
     content_type = "application/vnd.apache.arrow.file"
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind  # "DataFrame" or "Series"
-        self.extension = ".polars.arrow" if kind == "DataFrame" else ".polars-series.arrow"
+    extensions = {"DataFrame": ".polars.arrow", "Series": ".polars-series.arrow"}
 
     def encode(self, value: Any) -> Encoded:
         import polars as pl

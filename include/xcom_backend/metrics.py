@@ -15,14 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from include.xcom_backend.errors import (
-    XComAccessDenied,
-    XComBucketNotFound,
-    XComIntegrityError,
-    XComObjectNotFound,
-    XComStorageError,
-    XComStoreUnreachable,
-)
+from include.xcom_backend import errors
 
 PREFIX = "xcom_backend"
 
@@ -43,12 +36,12 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 # Most specific first: XComBucketNotFound is no XComObjectNotFound, but both are "not found".
-_ERROR_KINDS: tuple[tuple[type[XComStorageError], str], ...] = (
-    (XComObjectNotFound, "error.not_found"),
-    (XComBucketNotFound, "error.not_found"),
-    (XComIntegrityError, "error.integrity"),
-    (XComStoreUnreachable, "error.unreachable"),
-    (XComAccessDenied, "error.denied"),
+_ERROR_KINDS: tuple[tuple[type[errors.XComStorageError], str], ...] = (
+    (errors.XComObjectNotFound, "error.not_found"),
+    (errors.XComBucketNotFound, "error.not_found"),
+    (errors.XComIntegrityError, "error.integrity"),
+    (errors.XComStoreUnreachable, "error.unreachable"),
+    (errors.XComAccessDenied, "error.denied"),
 )
 
 
@@ -59,7 +52,7 @@ def name(store: str, metric: str) -> str:
     return f"{PREFIX}.{store}.{metric}"
 
 
-def error_metric(error: XComStorageError) -> str:
+def error_metric(error: errors.XComStorageError) -> str:
     """The error counter an exception is counted under."""
     return next((metric for kind, metric in _ERROR_KINDS if isinstance(error, kind)), "error.other")
 
@@ -95,7 +88,7 @@ def measured(operation: str, store: str) -> Iterator[Measure]:
     start = time.perf_counter()
     try:
         yield measure
-    except XComStorageError as exc:
+    except errors.XComStorageError as exc:
         incr(measure.store, error_metric(exc))
         raise
     seconds = time.perf_counter() - start
