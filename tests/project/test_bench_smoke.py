@@ -23,7 +23,7 @@ from include.xcom_backend.registry import TABLE
 from tools import bench
 from tools.servers import LocalServers
 
-pytestmark = pytest.mark.stores
+pytestmark = [pytest.mark.stores, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -180,7 +180,7 @@ def test_a_refused_endpoint_ends_push_and_pull_within_the_bound(
 
     endpoint = f"127.0.0.1:{port}"
     assert endpoint in str(pushed) and endpoint in str(pulled)
-    assert f"while reading {stored}" in str(pulled)
+    assert f"while reading {Reference.parse(stored)}" in str(pulled)
     # One connection per attempt: no SDK retries under the policy's.
     assert (len(push_times), len(pull_times)) == (store.policy.attempts, store.policy.attempts)
     for times, failed_at in ((push_times, pushed_at), (pull_times, pulled_at)):
@@ -203,7 +203,7 @@ def test_a_hung_endpoint_ends_push_and_pull_within_the_bound(
         pulled, pulled_at = _fails_unreachable(lambda: pull(cls, stored))
         pull_attempts, pull_began = hung.accepted - push_attempts, hung.first_accepted
 
-    assert f"127.0.0.1:{hung.port}" in str(pushed) and str(stored) in str(pulled)
+    assert f"127.0.0.1:{hung.port}" in str(pushed) and str(Reference.parse(stored)) in str(pulled)
     policy = store.policy
     assert (policy.attempts, push_attempts, pull_attempts) == (2, 2, 2)
     for began, failed_at in ((push_began, pushed_at), (pull_began, pulled_at)):
