@@ -85,6 +85,7 @@ def test_a_user_without_polars_can_use_the_backends_and_nothing_imports_it_unask
     script = textwrap.dedent(
         """
         import sys
+        import airflow.sdk  # first, as wherever Airflow loads a backend (README: troubleshooting)
         import numpy as np
         from include.xcom_backend.codecs import JSON_CODEC, type_row
         JSON_CODEC.encode({"a": [1, 2.5, None], "b": (1,)})
