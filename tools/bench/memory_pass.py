@@ -14,52 +14,28 @@ each step of the pandas backend (encode, put, get, decode).
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from tools.bench.config import PANDAS_FORMAT, PROJECT_ROOT, STORE_SPECS
+from tools.bench.child import run_child
+from tools.bench.config import PANDAS_FORMAT, STORE_SPECS
 from tools.bench.data import make_frame
 from tools.bench.memory import measure_memory, require_tracing
 from tools.bench.methods import BackendMethod, CommonIOMethod, FloorMethod, Method, import_path, time_once
 from tools.console import progress
 
-# A bound on the whole pass: a million-row frame takes seconds per job; ten million, about a minute.
-TIMEOUT_S = 3 * 3600
-
 
 class MemoryPassError(RuntimeError):
-    """The child failed or died; the message names how, with the tail of what it printed."""
+    """The memory pass answered something other than one result per job."""
 
 
 def run_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Run `jobs` in `python -X tracemalloc=1 -m tools.bench.memory_pass`; one result per job."""
     if not jobs:
         return []
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "memory.json"
-        command = [sys.executable, "-X", "tracemalloc=1", "-m", "tools.bench.memory_pass", str(out)]
-        proc = subprocess.run(
-            command,
-            input=json.dumps(jobs),
-            text=True,
-            cwd=PROJECT_ROOT,
-            env=os.environ.copy(),
-            timeout=TIMEOUT_S,
-            check=False,
-        )
-        if proc.returncode != 0:
-            how = (
-                f"died of {signal.Signals(-proc.returncode).name}"
-                if proc.returncode < 0
-                else f"exited with {proc.returncode}"
-            )
-            raise MemoryPassError(f"the memory pass {how}; its output is above")
-        results = json.loads(out.read_text(encoding="utf-8"))
+    command = [sys.executable, "-X", "tracemalloc=1", "-m", "tools.bench.memory_pass"]
+    results = run_child("memory pass", command, jobs)
     if len(results) != len(jobs):
         raise MemoryPassError(f"the memory pass answered {len(results)} results for {len(jobs)} jobs")
     return results

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from tools.bench.config import PROJECT_ROOT, SHAPED_METHODS, BenchConfig
+from tools.bench.child import run_child
+from tools.bench.config import SHAPED_METHODS, BenchConfig
 from tools.console import progress
 from tools.servers import LocalServers
 from tools.shaped_link import LinkError, shaped_link
-
-TIMEOUT_S = 3 * 3600
 
 
 def run_shaped(config: BenchConfig, servers: LocalServers, buckets: dict[str, str]) -> dict[str, Any]:
@@ -35,20 +31,9 @@ def run_shaped(config: BenchConfig, servers: LocalServers, buckets: dict[str, st
     try:
         with shaped_link(ports, rate=config.link_rate, delay_ms=config.link_delay_ms) as link:
             progress(f"shaped link: {link.describe()}")
-            with tempfile.TemporaryDirectory() as tmp:
-                out = Path(tmp) / "shaped.json"
-                proc = subprocess.run(
-                    link.command([sys.executable, "-m", "tools.bench.shaped", str(out)]),
-                    input=json.dumps({"config": dataclasses.asdict(child), "buckets": buckets}),
-                    text=True,
-                    cwd=PROJECT_ROOT,
-                    env=os.environ.copy(),
-                    timeout=TIMEOUT_S,
-                    check=False,
-                )
-                if proc.returncode != 0:
-                    raise RuntimeError(f"the shaped-link pass exited with {proc.returncode}; see above")
-                result = json.loads(out.read_text(encoding="utf-8"))
+            command = link.command([sys.executable, "-m", "tools.bench.shaped"])
+            request = {"config": dataclasses.asdict(child), "buckets": buckets}
+            result = run_child("shaped-link pass", command, request)
             result["link"] = {"description": link.describe(), "qdiscs": link.qdiscs()}
     except LinkError as error:
         progress(f"shaped link unavailable: {error}")
