@@ -66,7 +66,7 @@ def _run_job(job: dict[str, Any], frame: Any, parquet: bytes) -> dict[str, Any]:
 
 def main(out: Path) -> int:
     require_tracing()
-    from include.xcom_backend.codecs import ParquetCodec
+    from include.xcom_backend.frames import ParquetCodec
 
     jobs: list[dict[str, Any]] = json.load(sys.stdin)
     results: list[dict[str, Any]] = []

@@ -204,7 +204,7 @@ class CodecMethod(Method):
     """Parquet encode and decode only, as the backend does them, with no store: a reference line."""
 
     def __init__(self) -> None:
-        from include.xcom_backend.codecs import ParquetCodec
+        from include.xcom_backend.frames import ParquetCodec
 
         self.codec = ParquetCodec()
 

@@ -73,7 +73,7 @@ def profile_summary(call: Callable[[], Any], top: int = 12) -> list[dict[str, An
 def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: int) -> list[dict[str, Any]]:
     """Median seconds of each step the pandas backend takes, timed one by one with the same code, and
     of the floor's put and get in the same loop, so the adapter and the bare SDK meet the same load."""
-    from include.xcom_backend.codecs import ParquetCodec
+    from include.xcom_backend.frames import ParquetCodec
     from include.xcom_backend.stores import STORES
 
     codec = ParquetCodec()
@@ -109,7 +109,7 @@ def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: i
 def memory_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Peak extra bytes of each step of the pandas backend, measured one by one (in the memory pass's
     process: `run_jobs` with a "stages" job)."""
-    from include.xcom_backend.codecs import ParquetCodec
+    from include.xcom_backend.frames import ParquetCodec
     from include.xcom_backend.stores import STORES
 
     codec = ParquetCodec()

@@ -73,7 +73,7 @@ def _timing_entry(store: str, method: str, rows: int, runs: list[tuple[float, fl
 
 def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]:
     """Time every method on every store and size; measure memory; return the raw results."""
-    from include.xcom_backend.codecs import ParquetCodec
+    from include.xcom_backend.frames import ParquetCodec
 
     timings: list[dict[str, Any]] = []
     memory: list[dict[str, Any]] = []

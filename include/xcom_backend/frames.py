@@ -1,0 +1,115 @@
+"""The pandas backends' formats for DataFrames and Series: Parquet (exact) and CSV (the tutorial's)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from include.xcom_backend.codec_base import Encoded, UnsupportedValue
+
+
+class ParquetCodec:
+    """Parquet through pyarrow, with what pyarrow's pandas metadata leaves out recorded beside it.
+
+    pyarrow restores dtypes (nullable, string, category, tz-aware, timedelta), column names and every
+    index kind; this codec adds the RangeIndex of columns, object columns holding Python objects,
+    the index frequency, `attrs`, and Series (stored as one column, returned as a Series).
+    """
+
+    extension = ".parquet"
+    content_type = "application/vnd.apache.parquet"
+    in_database = False  # a frame's exact dtypes live in the Parquet file only
+    compressible = False  # compressed inside, per column
+    _META = b"xcom_backend"
+
+    # lz4 and no column statistics: encode + decode of 1M mixed rows takes a third of the time of
+    # pyarrow's defaults for a 3% larger file (docs/benchmarks.md); nothing reads these statistics.
+    def __init__(self, compression: str = "lz4") -> None:
+        self.compression = compression
+
+    def encode(self, value: Any) -> Encoded:
+        import numpy as np
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from airflow.sdk.serde import serialize
+
+        meta: dict[str, Any] = {"v": 1, "kind": "frame"}
+        if isinstance(value, pd.Series):
+            meta["kind"] = "series"
+            meta["series_name"] = serialize(value.name)
+            frame = value.to_frame(name="series")
+        else:
+            frame = value
+        if isinstance(frame.columns, pd.RangeIndex):
+            meta["range_columns"] = [frame.columns.start, frame.columns.stop, frame.columns.step]
+        meta["object_columns"] = [
+            i for i, dtype in enumerate(frame.dtypes) if isinstance(dtype, np.dtype) and dtype.kind == "O"
+        ]
+        freq = getattr(frame.index, "freq", None)
+        if freq is not None:
+            meta["index_freq"] = frame.index.freqstr
+        if frame.attrs:
+            meta["attrs"] = serialize(frame.attrs)
+        try:
+            table = pa.Table.from_pandas(frame)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise UnsupportedValue(f"Parquet cannot store it: {exc}") from None
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), self._META: json.dumps(meta)})
+        # Dictionary encoding pays off for text, not for numbers and timestamps.
+        textual = (pa.types.is_string, pa.types.is_large_string, pa.types.is_dictionary)
+        text = [f.name for f in table.schema if any(check(f.type) for check in textual)]
+        # Written straight into a BytesIO: no second copy of the file as with an Arrow buffer.
+        sink = io.BytesIO()
+        pq.write_table(
+            table, sink, compression=self.compression, use_dictionary=text or False, write_statistics=False
+        )
+        del table
+        return Encoded(sink.getvalue())
+
+    def decode(self, data: bytes) -> Any:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from airflow.sdk.serde import deserialize
+
+        table = pq.read_table(pa.BufferReader(data))
+        meta = json.loads((table.schema.metadata or {}).get(self._META, b"{}"))
+        # pyarrow turns object columns into `str` or numpy arrays; rebuild the Python objects.
+        # (No `self_destruct`: pyarrow calls it experimental, and it crashed a benchmark process.)
+        objects = {i: table.column(i).to_pylist() for i in meta.get("object_columns", [])}
+        frame = table.to_pandas(split_blocks=True)
+        del table
+        for position, values in objects.items():
+            frame.isetitem(position, pd.Series(values, index=frame.index, dtype=object))
+        if "range_columns" in meta:
+            frame.columns = pd.RangeIndex(*meta["range_columns"], name=frame.columns.name)
+        if "index_freq" in meta:
+            frame.index.freq = meta["index_freq"]
+        if "attrs" in meta:
+            frame.attrs = deserialize(meta["attrs"])
+        if meta.get("kind") == "series":
+            series = frame.iloc[:, 0]
+            series.name = deserialize(meta["series_name"])
+            return series
+        return frame
+
+
+class CSVCodec:
+    """The tutorial's format, kept as an option. Lossy by nature: dtypes are re-inferred when read
+    (nullable ints, categories, tz-aware datetimes and timedeltas come back as plain numbers or
+    strings), only the first index level survives, and a Series comes back as a one-column frame."""
+
+    extension = ".csv"
+    content_type = "text/csv"
+    in_database = False
+    compressible = True
+
+    def encode(self, value: Any) -> Encoded:
+        return Encoded(value.to_csv(index=True).encode("utf-8"))
+
+    def decode(self, data: bytes) -> Any:
+        import pandas as pd
+
+        return pd.read_csv(io.BytesIO(data), index_col=0)
