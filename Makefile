@@ -45,7 +45,7 @@ $(DBT_MANIFEST): $(DBT_STAMP) $(shell find $(DBT_PROJECT) \( -name '*.sql' -o -n
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest --ignore=tests/e2e/test_browser.py -m "not celery and not slow"
+	$(BIN)/pytest --durations=15 --ignore=tests/e2e/test_browser.py -m "not celery and not slow"
 
 # The catalogue at the production threshold on the four stores and the benchmark's smoke run (with the
 # shaped link as root): ~8 min on 2 cores, so CI runs them as a step of their own.
