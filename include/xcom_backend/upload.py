@@ -84,7 +84,8 @@ class PartSink:
         self._buffer += data
         self._size += len(data)
         while len(self._buffer) > self.part_size:  # `>`: a value of exactly one part stays one PUT
-            part = bytes(self._buffer[: self.part_size])
+            with memoryview(self._buffer) as view:
+                part = bytes(view[: self.part_size])  # one copy, not a bytearray slice and then bytes
             del self._buffer[: self.part_size]
             self._send(part)
         return len(data)
