@@ -3,7 +3,8 @@
 Push (the producing task calls `serialize_value`):
     value -> codec (JSON, or Parquet for pandas) -> bytes [-> gzip/zstd] -> sha256
           -> store.put(key, bytes) -> reference "xcom_s3://bucket/key#sha256=…" -> Airflow's DB, in a
-          row that also describes the value for the UI (preview.py)
+          row that also describes the value for the UI (preview.py); Parquet is encoded while it
+          uploads, in parts, hashed as the bytes pass (upload.py)
 Pull (the consuming task calls `deserialize_value` with what the DB holds):
     reference (from the row, or the bare string of older rows)
               -> store.get(key) (the store retries while unreachable) -> verify sha256
