@@ -3,7 +3,8 @@
 Push (the producing task calls `serialize_value`):
     value -> codec (JSON, or Parquet for pandas) -> bytes [-> gzip/zstd] -> sha256
           -> store.put(key, bytes) -> reference "xcom_s3://bucket/key#sha256=…" -> Airflow's DB, in a
-          row that also describes the value for the UI (preview.py)
+          row that also describes the value for the UI (preview.py); Parquet is encoded while it
+          uploads, in parts, hashed as the bytes pass (upload.py)
 Pull (the consuming task calls `deserialize_value` with what the DB holds):
     reference (from the row, or the bare string of older rows)
               -> store.get(key) (the store retries while unreachable) -> verify sha256
@@ -50,6 +51,7 @@ from include.xcom_backend.reference import (
 from include.xcom_backend.registry import open_store
 from include.xcom_backend.settings import Settings, threshold_bytes
 from include.xcom_backend.stores.base import ObjectStore
+from include.xcom_backend.upload import StreamingCodec, stream_upload
 
 log = logging.getLogger(__name__)
 
@@ -90,44 +92,54 @@ class ObjectStoreXComBackend(BaseXCom):
             return BaseXCom.serialize_value(value)  # flags and counts: the database, at Airflow's cost
         settings = Settings.from_env()
         codec = cls._codec_for(value, settings)
-        try:
-            data, structure = codec.encode(value)
-        except UnsupportedValue as exc:
-            kind = f"{type(value).__module__}.{type(value).__qualname__}"
-            raise TypeError(
-                f"{cls.__name__} cannot store the XCom of {_describe(dag_id, task_id, map_index, key)}: "
-                f"a value of type {kind} is not supported ({exc})"
-            ) from None
-        if codec.in_database and cls._keep_in_database(value, data, settings):
-            metrics.incr(cls._first_store(), "kept_in_db")
-            return database.stored_form(structure, data)
+        where = _describe(dag_id, task_id, map_index, key)
+        ids = {
+            "dag_id": dag_id or "unknown-dag",
+            "run_id": run_id or "unknown-run",
+            "task_id": task_id or "unknown-task",
+            "map_index": -1 if map_index is None else map_index,
+            "key": key or "return_value",
+        }
+        if isinstance(codec, StreamingCodec) and not codec.in_database and not codec.compressible:
+            # Encoded while it uploads (upload.py): the bytes never exist whole, the sha256 is
+            # computed as they pass.
+            object_name = object_key(settings.key_prefix, extension=codec.extension, **ids)
+            reference, size = cls._push_streamed(codec, value, object_name, where)
+        else:
+            try:
+                data, structure = codec.encode(value)
+            except UnsupportedValue as exc:
+                raise cls._refusal(value, where, exc) from None
+            if codec.in_database and cls._keep_in_database(value, data, settings):
+                metrics.incr(cls._first_store(), "kept_in_db")
+                return database.stored_form(structure, data)
+            extension = codec.extension
+            if settings.compression and codec.compressible:
+                compression = COMPRESSIONS[settings.compression]
+                data = compression.compress(data)
+                extension += compression.suffix
+            object_name = object_key(settings.key_prefix, extension=extension, **ids)
+            reference, size = cls._push_bytes(data, codec.content_type, object_name)
+        log.info("XCom of %s stored as %s (%d bytes)", where, reference, size)
+        return preview.row(reference, value, size=size, preview=settings.preview)
 
-        extension = codec.extension
-        if settings.compression and codec.compressible:
-            compression = COMPRESSIONS[settings.compression]
-            data = compression.compress(data)
-            extension += compression.suffix
-        checksum = hashlib.sha256(data).hexdigest()
-        object_name = object_key(
-            settings.key_prefix,
-            dag_id=dag_id or "unknown-dag",
-            run_id=run_id or "unknown-run",
-            task_id=task_id or "unknown-task",
-            map_index=-1 if map_index is None else map_index,
-            key=key or "return_value",
-            extension=extension,
+    @classmethod
+    def _refusal(cls, value: Any, where: str, exc: UnsupportedValue) -> TypeError:
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
+        return TypeError(
+            f"{cls.__name__} cannot store the XCom of {where}: "
+            f"a value of type {kind} is not supported ({exc})"
         )
+
+    @classmethod
+    def _push_bytes(cls, data: bytes, content_type: str, object_name: str) -> tuple[Reference, int]:
+        checksum = hashlib.sha256(data).hexdigest()
         written: list[ObjectStore] = []
         with metrics.measured("push", cls._first_store()) as measure:
             try:
                 for store in cls._write_stores():
                     measure.store = store.scheme
-                    store.put(
-                        object_name,
-                        data,
-                        content_type=codec.content_type,
-                        metadata={"xcom_sha256": checksum},
-                    )
+                    store.put(object_name, data, content_type=content_type, metadata={})
                     written.append(store)
             except XComStorageError:
                 # A mirror that got only part of the copies would be read inconsistently: undo.
@@ -135,10 +147,34 @@ class ObjectStoreXComBackend(BaseXCom):
                     cls._delete_quietly(store, object_name)
                 raise
             measure.bytes = len(data)
-        reference = Reference(written[0].scheme, written[0].bucket, object_name, checksum)
-        where = _describe(dag_id, task_id, map_index, key)
-        log.info("XCom of %s stored as %s (%d bytes)", where, reference, len(data))
-        return preview.row(reference, value, size=len(data), preview=settings.preview)
+        return Reference(written[0].scheme, written[0].bucket, object_name, checksum), len(data)
+
+    @classmethod
+    def _push_streamed(
+        cls, codec: StreamingCodec, value: Any, object_name: str, where: str
+    ) -> tuple[Reference, int]:
+        first, *mirrors = cls._write_stores()
+        content_type = str(getattr(codec, "content_type", "application/octet-stream"))
+        with metrics.measured("push", cls._first_store()) as measure:
+            measure.store = first.scheme
+            try:
+                uploaded, parts = stream_upload(
+                    first, object_name, content_type, lambda sink: codec.write(value, sink), bool(mirrors)
+                )
+            except UnsupportedValue as exc:
+                raise cls._refusal(value, where, exc) from None
+            written = [first]
+            try:
+                for store in mirrors:  # the copies are sent from the parts the first upload kept
+                    measure.store = store.scheme
+                    store.put_parts(object_name, iter(parts or []), content_type=content_type, metadata={})
+                    written.append(store)
+            except XComStorageError:
+                for store in written:
+                    cls._delete_quietly(store, object_name)
+                raise
+            measure.bytes = uploaded.size
+        return Reference(first.scheme, first.bucket, object_name, uploaded.sha256), uploaded.size
 
     @classmethod
     def _codec_for(cls, value: Any, settings: Settings) -> Codec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, BinaryIO
 
 from include.xcom_backend.codec_base import Encoded, UnsupportedValue
 
@@ -28,7 +28,8 @@ class ParquetCodec:
     def __init__(self, compression: str = "lz4") -> None:
         self.compression = compression
 
-    def encode(self, value: Any) -> Encoded:
+    def write(self, value: Any, sink: BinaryIO) -> None:
+        """Encode ``value`` into ``sink`` as the Parquet file is written (upload.py streams it)."""
         import numpy as np
         import pandas as pd
         import pyarrow as pa
@@ -60,12 +61,15 @@ class ParquetCodec:
         # Dictionary encoding pays off for text, not for numbers and timestamps.
         textual = (pa.types.is_string, pa.types.is_large_string, pa.types.is_dictionary)
         text = [f.name for f in table.schema if any(check(f.type) for check in textual)]
-        # Written straight into a BytesIO: no second copy of the file as with an Arrow buffer.
-        sink = io.BytesIO()
+        # Written straight into the sink (a BytesIO, or the upload's parts): no second copy of the
+        # file as with an Arrow buffer.
         pq.write_table(
             table, sink, compression=self.compression, use_dictionary=text or False, write_statistics=False
         )
-        del table
+
+    def encode(self, value: Any) -> Encoded:
+        sink = io.BytesIO()
+        self.write(value, sink)
         return Encoded(sink.getvalue())
 
     def decode(self, data: bytes) -> Any:

@@ -91,9 +91,8 @@ def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: i
     for _ in range(repeat):
         gc.collect()
         data = timed("encode (Parquet)", lambda: codec.encode(frame).data)
-        checksum = timed("sha256 (push)", lambda d=data: hashlib.sha256(d).hexdigest())
-        meta = {"xcom_sha256": checksum}
-        timed("store.put", lambda d=data, m=meta: store.put(key, d, content_type=PARQUET_TYPE, metadata=m))
+        timed("sha256 (push)", lambda d=data: hashlib.sha256(d).hexdigest())
+        timed("store.put", lambda d=data: store.put(key, d, content_type=PARQUET_TYPE, metadata={}))
         del data
         back = timed("store.get", lambda: store.get(key))
         timed("sha256 (pull)", lambda b=back: hashlib.sha256(b).hexdigest())

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from include.xcom_backend.settings import OPTIONS, parsed
 from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
+from include.xcom_backend.upload import EncoderFailed
 
 if TYPE_CHECKING:
     from airflow.providers.google.cloud.hooks.gcs import GCSHook
@@ -69,6 +70,25 @@ class GCSStore(ConnectedStore["GCSHook"]):
         blob = self._blob(key, self._kms_key())
         blob.metadata = metadata
         blob.upload_from_string(data, content_type=content_type, **self._call)
+
+    def _put_parts(
+        self, key: str, parts: Iterator[bytes], content_type: str, metadata: dict[str, str]
+    ) -> None:
+        # A resumable upload: chunks go one after the other (each a multiple of 256 KiB but the
+        # last), and the object exists only once the last is sent. Not retried as a whole: the parts
+        # are consumed as they are sent; each chunk is bounded by the policy's timeouts.
+        blob = self._blob(key, self._kms_key())
+        blob.metadata = metadata or None
+        try:
+            with blob.open(
+                "wb", chunk_size=self.part_size, content_type=content_type, ignore_flush=True, **self._call
+            ) as writer:
+                for part in parts:
+                    writer.write(part)
+        except EncoderFailed:
+            raise
+        except Exception as exc:
+            self._fail(exc, key, writing=True)
 
     def _get(self, key: str) -> bytes:
         return bytes(self._blob(key).download_as_bytes(**self._call))

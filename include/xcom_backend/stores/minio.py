@@ -11,9 +11,11 @@ from include.xcom_backend.registry import row
 from include.xcom_backend.settings import OPTIONS, env, value
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
 from include.xcom_backend.stores.s3 import sse_setting
+from include.xcom_backend.upload import upload_parts
 
 if TYPE_CHECKING:
     from minio import Minio
+    from minio.datatypes import Part
     from minio.sse import Sse
 
 _NOT_FOUND = {"NoSuchKey", "NoSuchObject"}
@@ -92,6 +94,33 @@ class MinIOStore(ObjectStore):
             metadata=headers,
             sse=self._sse(),
         )
+
+    def _put_parts(
+        self, key: str, parts: Iterator[bytes], content_type: str, metadata: dict[str, str]
+    ) -> None:
+        upload_parts(self, self, key, parts, content_type, metadata)
+
+    # The multipart protocol (upload.py), through the SDK's own multipart calls: its put_object
+    # streams too, but as one call, which could not retry a part under the policy.
+    def _begin_parts(self, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        from minio.helpers import genheaders
+
+        headers = genheaders(dict(metadata), self._sse(), None, None, False)
+        headers["Content-Type"] = content_type
+        return str(self.client._create_multipart_upload(self.bucket, key, headers))
+
+    def _put_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
+        from minio.datatypes import Part
+
+        return Part(number, self.client._upload_part(self.bucket, key, data, None, upload_id, number))
+
+    def _finish_parts(
+        self, key: str, upload_id: str, done: list[Part], content_type: str, metadata: dict[str, str]
+    ) -> None:
+        self.client._complete_multipart_upload(self.bucket, key, upload_id, done)
+
+    def _abort_parts(self, key: str, upload_id: str) -> None:
+        self.client._abort_multipart_upload(self.bucket, key, upload_id)
 
     def _get(self, key: str) -> bytes:
         response = self.client.get_object(self.bucket, key)

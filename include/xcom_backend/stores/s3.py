@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from include.xcom_backend.settings import OPTIONS, Option, parsed, value
 from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
+from include.xcom_backend.upload import upload_parts
 
 if TYPE_CHECKING:
     from botocore.client import BaseClient as S3Client
 
+Part = dict[str, Any]  # a finished part as complete_multipart_upload takes it
 _SINGLE_PUT_LIMIT = 64 * 1024 * 1024  # above this, parallel multipart upload is faster
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
@@ -129,6 +131,34 @@ class S3Store(ConnectedStore["S3Client"]):
                 key,
                 ExtraArgs={"ContentType": content_type, "Metadata": metadata, **encryption},
             )
+
+    def _put_parts(
+        self, key: str, parts: Iterator[bytes], content_type: str, metadata: dict[str, str]
+    ) -> None:
+        upload_parts(self, self, key, parts, content_type, metadata)
+
+    # The multipart protocol (upload.py): parts stay invisible until the upload is completed.
+    def _begin_parts(self, key: str, content_type: str, metadata: dict[str, str]) -> str:
+        started = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type, Metadata=metadata, **self._encryption()
+        )
+        return str(started["UploadId"])
+
+    def _put_part(self, key: str, upload_id: str, number: int, data: bytes) -> Part:
+        sent = self.client.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+        )
+        return {"PartNumber": number, "ETag": sent["ETag"]}
+
+    def _finish_parts(
+        self, key: str, upload_id: str, done: list[Part], content_type: str, metadata: dict[str, str]
+    ) -> None:
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": done}
+        )
+
+    def _abort_parts(self, key: str, upload_id: str) -> None:
+        self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
 
     def _get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
