@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench.child import ChildError, run_child
-from tools.bench.commonio_venv import VenvUnavailable, ensure_venv
 
 # Reported with the results: what common.io's S3 path ran on.
 STACK = ("apache-airflow-providers-common-io", "s3fs", "aiobotocore", "botocore", "fsspec", "pyarrow")
@@ -32,6 +31,9 @@ class OwnVenvUnavailable(RuntimeError):
 
 def run_round_trips(jobs: list[dict[str, Any]], repeat: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """What the venv is (python, build time, versions) and one answer per job, or OwnVenvUnavailable."""
+    # Imported here: `-m tools.bench.commonio_venv` builds it from the command line.
+    from tools.bench.commonio_venv import VenvUnavailable, ensure_venv
+
     try:
         venv = ensure_venv()
     except VenvUnavailable as exc:

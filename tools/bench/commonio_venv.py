@@ -97,7 +97,8 @@ def _run(what: str, command: list[str], deadline: float) -> None:
         raise VenvUnavailable(f"{what} did not finish within {BUILD_TIMEOUT_S} s") from None
     if proc.returncode != 0:
         lines = [line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
-        why = " / ".join(lines[-3:]) or "no output"
+        # uv's first lines say what failed and on which URL, its last one the root cause.
+        why = " / ".join(dict.fromkeys(lines[:2] + lines[-1:])) or "no output"
         raise VenvUnavailable(f"{what} exited with {proc.returncode}: {why}")
 
 

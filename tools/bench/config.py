@@ -32,9 +32,9 @@ LINK_DELAY_MS = 5.0
 SHAPED_METHODS = ("pandas", "floor", "commonio", "handwritten")
 # fsspec protocol of common.io's backend per store; a store missing here is reported unavailable.
 COMMONIO_PROTOCOLS = {"s3": "s3", "minio": "s3", "gcs": "gs", "wasb": "abfs"}
-# Protocols whose filesystem cannot be installed beside the project's pins (s3fs: its aiobotocore pins
-# an older botocore): common.io runs on them in a venv of its own (commonio_venv, commonio_s3).
-COMMONIO_OWN_VENV = ("s3",)
+# Protocols whose fsspec package cannot be installed beside the project's pins (s3fs: its aiobotocore
+# pins an older botocore): where it is missing, common.io runs in a venv of its own (commonio_venv).
+COMMONIO_OWN_VENV = {"s3": "s3fs"}
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import json
 import os
 import sys
@@ -12,7 +13,6 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
-from tools.bench.commonio_s3 import OwnVenvUnavailable, describe_venv, run_round_trips
 from tools.bench.config import (
     BACKEND_SETTINGS,
     COMMONIO_OWN_VENV,
@@ -91,12 +91,13 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
 
     own_venv: list[str] = []  # stores whose common.io runs in a child in its own venv (commonio_s3)
     for spec in specs if "commonio" in config.methods else ():
+        package = COMMONIO_OWN_VENV.get(spec.commonio or "")
+        if package and importlib.util.find_spec(package) is None:
+            own_venv.append(spec.name)
+            continue
         try:
             check_commonio(spec)
         except Unavailable as exc:
-            if spec.commonio in COMMONIO_OWN_VENV:
-                own_venv.append(spec.name)
-                continue
             unavailable[(spec.name, "commonio")] = str(exc)
             _progress(f"[{spec.name}] common.io backend cannot run: {exc}")
 
@@ -221,6 +222,9 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
 def _commonio_in_own_venv(config: BenchConfig, stores: list[str], buckets: dict[str, str]) -> dict[str, Any]:
     """common.io's round trips on `stores` in its own venv's child: timings, what could not be
     measured and why, notes, and memory jobs for that venv's Python."""
+    # Imported here: the child runs as `-m tools.bench.commonio_s3`, which must not be imported before.
+    from tools.bench.commonio_s3 import OwnVenvUnavailable, describe_venv, run_round_trips
+
     done: dict[str, Any] = {"timings": [], "unavailable": {}, "notes": [], "memory_jobs": [], "python": None}
     jobs = [{"store": s, "bucket": buckets[s], "rows": rows} for rows in config.rows for s in stores]
     _progress(f"[{', '.join(stores)}] common.io in its own venv: {len(jobs)} round trips in a child")
