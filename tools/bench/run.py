@@ -129,7 +129,7 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
                 "csv": BackendMethod(backends[spec.name], {PANDAS_FORMAT: "csv"}),
                 "handwritten": HandwrittenMethod(spec, bucket),
             }
-            if (spec.name, "commonio") not in unavailable:
+            if (spec.name, "commonio") not in unavailable and spec.name not in own_venv:
                 methods["commonio"] = CommonIOMethod(spec, bucket)
             methods = {name: method for name, method in methods.items() if name in config.methods}
 
