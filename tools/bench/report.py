@@ -20,7 +20,9 @@ _METHOD_DESCRIPTIONS = {
     "csv": f"the same backend with `{PANDAS_FORMAT}=csv`, the tutorial's format",
     "commonio": "Airflow's common.io `XComObjectStorageBackend` on an fsspec path of the same store "
     "(threshold 0, so the frame always goes to the store; it stores Airflow's JSON encoding, in which "
-    "a DataFrame is Parquet written out as hex)",
+    "a DataFrame is Parquet written out as hex); on the S3 API it runs in a child process in a venv of "
+    "its own (`tools/bench/commonio-s3.lock`: s3fs cannot share the project's botocore), timed there the "
+    "same way and summarised with the same statistics",
     "handwritten": "what a user writes instead of a backend: `df.to_parquet()` with pandas' defaults, "
     "put and got with the floor's client, then `pd.read_parquet`",
     "codec": "Parquet encode + decode as the backend does them, no store (a reference line)",
