@@ -70,10 +70,10 @@ def test_a_venv_that_cannot_be_built_says_why(unreachable_index: Path) -> None:
 def test_the_bench_lists_common_io_on_s3_as_not_measured_when_its_venv_cannot_be_built(
     unreachable_index: Path,
 ) -> None:
-    from tools.bench.run import _commonio_in_own_venv
+    from tools.bench.run import commonio_in_own_venv
 
     config = BenchConfig(rows=(1_000,), stores=("s3", "minio"))
-    done = _commonio_in_own_venv(config, ["s3", "minio"], {"s3": "bucket-a", "minio": "bucket-b"})
+    done = commonio_in_own_venv(config, ["s3", "minio"], {"s3": "bucket-a", "minio": "bucket-b"})
     assert done["timings"] == [] and done["memory_jobs"] == [] and done["python"] is None
     assert set(done["unavailable"]) == {("s3", "commonio"), ("minio", "commonio")}
     for reason in done["unavailable"].values():

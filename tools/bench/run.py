@@ -184,7 +184,7 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
 
     venv_python: str | None = None
     if own_venv:
-        venv = _commonio_in_own_venv(config, own_venv, buckets)
+        venv = commonio_in_own_venv(config, own_venv, buckets)
         timings += venv["timings"]
         unavailable.update(venv["unavailable"])
         notes += venv["notes"]
@@ -219,7 +219,7 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
     }
 
 
-def _commonio_in_own_venv(config: BenchConfig, stores: list[str], buckets: dict[str, str]) -> dict[str, Any]:
+def commonio_in_own_venv(config: BenchConfig, stores: list[str], buckets: dict[str, str]) -> dict[str, Any]:
     """common.io's round trips on `stores` in its own venv's child: timings, what could not be
     measured and why, notes, and memory jobs for that venv's Python."""
     # Imported here: the child runs as `-m tools.bench.commonio_s3`, which must not be imported before.
