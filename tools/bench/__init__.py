@@ -8,7 +8,11 @@ fake-gcs-server, Azure Blob on Azurite) and each frame size it times one XCom ro
 * ``floor``    the same Parquet bytes put and got with the adapter's bare SDK call, no backend code:
                what the store and the SDK cost on their own;
 * ``csv``      the same backend with the pandas format set to csv (the tutorial's format);
-* ``commonio`` Airflow's common.io ``XComObjectStorageBackend`` (fsspec), where its filesystem exists.
+* ``commonio`` Airflow's common.io ``XComObjectStorageBackend`` (fsspec), where its filesystem exists;
+               on the S3 API (s3fs, which cannot share this venv) in a child process in a venv of
+               its own, ``.venv-commonio-s3`` from ``commonio-s3.lock``, built on first use;
+* ``handwritten`` what a user writes instead: ``df.to_parquet()`` put with the floor's client, got
+               back and read with ``pd.read_parquet``.
 
 ``codec`` (Parquet encode + decode, no store) is timed once per size as a reference. Then it measures
 the peak extra memory of each round trip (``memory_pass``, a process of its own), the in-process cost
@@ -26,8 +30,8 @@ writes ``bench.json``, ``benchmarks.md`` and ``bench.png`` (to ``docs/`` unless 
 Each timing is summarised (median, IQR, stddev, min, max, mean, rounds) by pytest-benchmark's
 statistics class; ratios and targets use the medians. One module per concern: ``config`` (sizes,
 targets, stores), ``data``, ``methods``, ``memory``, ``stats``, ``run``, ``profiling``, ``machine``,
-``report`` and ``outputs``, the child processes ``memory_pass`` and ``shaped``, with the command line
-in ``cli``.
+``report`` and ``outputs``, the child processes ``memory_pass``, ``shaped`` and ``commonio_s3`` (with
+its venv, ``commonio_venv``), with the command line in ``cli``.
 """
 
 from tools.bench.cli import main, parse_args

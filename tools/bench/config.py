@@ -14,7 +14,7 @@ DEFAULT_ROWS = (10_000, 100_000, 1_000_000)
 HUGE_ROWS = 10_000_000
 QUICK_ROWS = (1_000, 5_000)
 TARGET_ROWS = 1_000_000
-METHODS = ("pandas", "floor", "csv", "commonio")
+METHODS = ("pandas", "floor", "csv", "commonio", "handwritten")
 SMALL_THRESHOLD = 65_536
 
 # Targets of the issue: limits on ratios (lower is better unless noted).
@@ -29,9 +29,12 @@ LINKS = ("loopback", "shaped")
 LINK_RATE = "1gbit"
 LINK_DELAY_MS = 5.0
 # CSV is timed on loopback only: its target is CPU (CSV against Parquet), which the link does not change.
-SHAPED_METHODS = ("pandas", "floor", "commonio")
+SHAPED_METHODS = ("pandas", "floor", "commonio", "handwritten")
 # fsspec protocol of common.io's backend per store; a store missing here is reported unavailable.
 COMMONIO_PROTOCOLS = {"s3": "s3", "minio": "s3", "gcs": "gs", "wasb": "abfs"}
+# Protocols whose fsspec package cannot be installed beside the project's pins (s3fs: its aiobotocore
+# pins an older botocore): where it is missing, common.io runs in a venv of its own (commonio_venv).
+COMMONIO_OWN_VENV = {"s3": "s3fs"}
 
 
 @dataclass(frozen=True)

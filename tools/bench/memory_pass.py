@@ -6,7 +6,7 @@ stderr. The child inherits the parent's environment, so the backends and
 SDKs find the same local servers and buckets. Frames are rebuilt here from their seed: `make_frame` is
 deterministic, so the child measures the frame the parent timed.
 
-Jobs: ``{"kind": "roundtrip", "store", "method": pandas|floor|commonio, "rows", "bucket"}`` gives the
+Jobs: ``{"kind": "roundtrip", "store", "method": pandas|floor|commonio|handwritten, "rows", "bucket"}``, the
 push and pull peaks of one round trip; ``{"kind": "stages", "store", "rows", "bucket"}`` the peak of
 each step of the pandas backend (encode, put, get, decode).
 """
@@ -22,7 +22,15 @@ from tools.bench.child import run_child
 from tools.bench.config import PANDAS_FORMAT, STORE_SPECS
 from tools.bench.data import make_frame
 from tools.bench.memory import measure_memory, require_tracing
-from tools.bench.methods import BackendMethod, CommonIOMethod, FloorMethod, Method, import_path, time_once
+from tools.bench.methods import (
+    BackendMethod,
+    CommonIOMethod,
+    FloorMethod,
+    HandwrittenMethod,
+    Method,
+    import_path,
+    time_once,
+)
 from tools.console import progress
 
 
@@ -30,11 +38,12 @@ class MemoryPassError(RuntimeError):
     """The memory pass answered something other than one result per job."""
 
 
-def run_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run `jobs` in `python -X tracemalloc=1 -m tools.bench.memory_pass`; one result per job."""
+def run_jobs(jobs: list[dict[str, Any]], python: str = sys.executable) -> list[dict[str, Any]]:
+    """Run `jobs` in `python -X tracemalloc=1 -m tools.bench.memory_pass` (by default this process's
+    Python; common.io on S3 gives its own venv's); one result per job."""
     if not jobs:
         return []
-    command = [sys.executable, "-X", "tracemalloc=1", "-m", "tools.bench.memory_pass"]
+    command = [python, "-X", "tracemalloc=1", "-m", "tools.bench.memory_pass"]
     results = run_child("memory pass", command, jobs)
     if len(results) != len(jobs):
         raise MemoryPassError(f"the memory pass answered {len(results)} results for {len(jobs)} jobs")
@@ -49,6 +58,8 @@ def _method(job: dict[str, Any], frame: Any, parquet: bytes) -> Method:
         return FloorMethod(spec, job["bucket"], parquet)
     if job["method"] == "commonio":
         return CommonIOMethod(spec, job["bucket"])
+    if job["method"] == "handwritten":
+        return HandwrittenMethod(spec, job["bucket"])
     raise ValueError(f"unknown method {job['method']!r} in memory job {job}")
 
 

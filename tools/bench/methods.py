@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import json
 import logging
 import os
@@ -151,6 +152,24 @@ def _clear_commonio_caches() -> None:
             cache_clear()
 
 
+class HandwrittenMethod(FloorMethod):
+    """What a user writes without a backend: ``df.to_parquet()`` with pandas' defaults, put with the
+    floor's client, got back and read with ``pd.read_parquet``."""
+
+    def __init__(self, spec: StoreSpec, bucket: str) -> None:
+        super().__init__(spec, bucket, b"")
+
+    def push(self, frame: pd.DataFrame) -> Any:
+        key = f"bench-handwritten/{uuid.uuid4().hex}.parquet"
+        self.store._put(key, frame.to_parquet(), PARQUET_TYPE, {})
+        return key
+
+    def pull(self, handle: Any) -> Any:
+        import pandas as pd
+
+        return pd.read_parquet(io.BytesIO(self.store._get(handle)))
+
+
 class CommonIOMethod(Method):
     """Airflow's common.io XComObjectStorageBackend on an fsspec path of the store, threshold 0."""
 
@@ -224,18 +243,18 @@ def check_commonio(spec: StoreSpec) -> None:
     try:
         cls = fsspec.get_filesystem_class(spec.commonio)
     except ImportError as exc:
-        hint = ""
-        if spec.commonio == "s3":
-            hint = (
-                "; s3fs cannot be installed beside this project's boto3/botocore 1.44.5 (its aiobotocore "
-                "pins an older botocore)"
-            )
-        raise Unavailable(f"{exc}{hint}") from None
+        raise Unavailable(str(exc)) from None
     if spec.commonio == "gs" and "Extended" in cls.__name__:
         raise Unavailable(
             "gcsfs was imported with GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT on, whose gRPC calls time out "
             "against fake-gcs-server; run with GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false"
         )
+
+
+def describe_error(exc: BaseException) -> str:
+    """The exception's type and first line, for the "not measured" list."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def check_value(method: str, frame: pd.DataFrame, value: Any, parquet: bytes) -> str | None:

@@ -28,6 +28,7 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
         "floor": {"marker": "s", "color": "tab:green"},
         "csv": {"marker": "^", "color": "tab:red"},
         "commonio": {"marker": "D", "color": "tab:purple"},
+        "handwritten": {"marker": "v", "color": "tab:orange"},
         "codec": {"marker": ".", "color": "tab:gray", "linestyle": "--"},
     }
     legend: dict[str, Any] = {}

@@ -20,7 +20,11 @@ _METHOD_DESCRIPTIONS = {
     "csv": f"the same backend with `{PANDAS_FORMAT}=csv`, the tutorial's format",
     "commonio": "Airflow's common.io `XComObjectStorageBackend` on an fsspec path of the same store "
     "(threshold 0, so the frame always goes to the store; it stores Airflow's JSON encoding, in which "
-    "a DataFrame is Parquet written out as hex)",
+    "a DataFrame is Parquet written out as hex); on the S3 API it runs in a child process in a venv of "
+    "its own (`tools/bench/commonio-s3.lock`: s3fs cannot share the project's botocore), timed there the "
+    "same way and summarised with the same statistics",
+    "handwritten": "what a user writes instead of a backend: `df.to_parquet()` with pandas' defaults, "
+    "put and got with the floor's client, then `pd.read_parquet`",
     "codec": "Parquet encode + decode as the backend does them, no store (a reference line)",
 }
 
@@ -29,6 +33,7 @@ METHOD_LABELS = {
     "floor": "floor: SDK put+get of the Parquet bytes",
     "csv": "pandas backend, CSV",
     "commonio": "common.io XComObjectStorageBackend",
+    "handwritten": "hand-written to_parquet + read_parquet",
     "codec": "Parquet encode+decode only (no store)",
 }
 
@@ -138,8 +143,9 @@ def render_tables(result: dict[str, Any]) -> str:
 def _round_trips(result: dict[str, Any], stores: list[str], repeat: int) -> list[str]:
     """The round-trip table and the ratios of its medians, for one link."""
     timings = result["timings"]
-    methods = [m for m in ("floor", "csv", "commonio") if any(t["method"] == m for t in timings)]
-    labels = {"floor": "floor", "csv": "CSV", "commonio": "common.io"}
+    peers = ("floor", "csv", "commonio", "handwritten")
+    methods = [m for m in peers if any(t["method"] == m for t in timings)]
+    labels = {"floor": "floor", "csv": "CSV", "commonio": "common.io", "handwritten": "hand-written"}
     header = ["store", "rows", "pandas (push + pull)", *(labels[m] for m in methods)]
     rows = []
     for store in stores:
@@ -152,8 +158,8 @@ def _round_trips(result: dict[str, Any], stores: list[str], repeat: int) -> list
                 else "–"
             )
             rows.append([store, f"{f['rows']:,}", pandas] + [_seconds(timings, store, m, f) for m in methods])
-    ratio_keys = {"floor": "pandas_vs_floor", "csv": "csv_vs_pandas", "commonio": "commonio_vs_pandas"}
-    ratio_labels = {"floor": "pandas / floor", "csv": "CSV / pandas", "commonio": "common.io / pandas"}
+    ratio_keys = {m: "pandas_vs_floor" if m == "floor" else f"{m}_vs_pandas" for m in peers}
+    ratio_labels = {m: "pandas / floor" if m == "floor" else f"{labels[m]} / pandas" for m in peers}
     ratio_rows = [
         [r["store"], f"{r['rows']:,}", *(_x(r[ratio_keys[m]]) for m in methods)] for r in result["ratios"]
     ]

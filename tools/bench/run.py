@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.util
 import json
 import os
+import sys
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +15,7 @@ from unittest import mock
 
 from tools.bench.config import (
     BACKEND_SETTINGS,
+    COMMONIO_OWN_VENV,
     METHODS,
     PANDAS_FORMAT,
     SMALL_THRESHOLD,
@@ -32,10 +35,12 @@ from tools.bench.methods import (
     CodecMethod,
     CommonIOMethod,
     FloorMethod,
+    HandwrittenMethod,
     Method,
     Unavailable,
     check_commonio,
     check_value,
+    describe_error,
     freeze_heap,
     import_path,
     quiet_logs,
@@ -84,7 +89,12 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
     specs = [STORE_SPECS[name] for name in config.stores]
     backends = {spec.name: import_path(spec.backend) for spec in specs}
 
+    own_venv: list[str] = []  # stores whose common.io runs in a child in its own venv (commonio_s3)
     for spec in specs if "commonio" in config.methods else ():
+        package = COMMONIO_OWN_VENV.get(spec.commonio or "")
+        if package and importlib.util.find_spec(package) is None:
+            own_venv.append(spec.name)
+            continue
         try:
             check_commonio(spec)
         except Unavailable as exc:
@@ -117,8 +127,9 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
                 "pandas": BackendMethod(backends[spec.name], {PANDAS_FORMAT: "parquet"}),
                 "floor": FloorMethod(spec, bucket, parquet),
                 "csv": BackendMethod(backends[spec.name], {PANDAS_FORMAT: "csv"}),
+                "handwritten": HandwrittenMethod(spec, bucket),
             }
-            if (spec.name, "commonio") not in unavailable:
+            if (spec.name, "commonio") not in unavailable and spec.name not in own_venv:
                 methods["commonio"] = CommonIOMethod(spec, bucket)
             methods = {name: method for name, method in methods.items() if name in config.methods}
 
@@ -133,7 +144,7 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
                 except Exception as exc:
                     if name != "commonio":
                         raise
-                    reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                    reason = describe_error(exc)
                     unavailable[(spec.name, name)] = reason
                     _progress(f"[{spec.name}] common.io backend failed: {reason}")
                     del methods[name]
@@ -171,10 +182,19 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
         del frame, parquet
         gc.collect()
 
+    venv_python: str | None = None
+    if own_venv:
+        venv = commonio_in_own_venv(config, own_venv, buckets)
+        timings += venv["timings"]
+        unavailable.update(venv["unavailable"])
+        notes += venv["notes"]
+        memory_jobs += venv["memory_jobs"]
+        venv_python = venv["python"]
+
     if config.memory and memory_jobs:
         _progress(f"measuring memory: {len(memory_jobs)} round trips in a process of their own")
         frame_bytes_of = {f["rows"]: f["memory_bytes"] for f in frames}
-        for job, peaks in zip(memory_jobs, run_jobs(memory_jobs), strict=True):
+        for job, peaks in zip(memory_jobs, _memory_peaks(memory_jobs, venv_python), strict=True):
             memory.append(
                 {
                     "store": job["store"],
@@ -197,6 +217,51 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
         "unavailable": [{"store": s, "method": m, "reason": r} for (s, m), r in unavailable.items()],
         "notes": notes,
     }
+
+
+def commonio_in_own_venv(config: BenchConfig, stores: list[str], buckets: dict[str, str]) -> dict[str, Any]:
+    """common.io's round trips on `stores` in its own venv's child: timings, what could not be
+    measured and why, notes, and memory jobs for that venv's Python."""
+    # Imported here: the child runs as `-m tools.bench.commonio_s3`, which must not be imported before.
+    from tools.bench.commonio_s3 import OwnVenvUnavailable, describe_venv, run_round_trips
+
+    done: dict[str, Any] = {"timings": [], "unavailable": {}, "notes": [], "memory_jobs": [], "python": None}
+    jobs = [{"store": s, "bucket": buckets[s], "rows": rows} for rows in config.rows for s in stores]
+    _progress(f"[{', '.join(stores)}] common.io in its own venv: {len(jobs)} round trips in a child")
+    try:
+        info, answers = run_round_trips(jobs, config.repeat)
+    except OwnVenvUnavailable as exc:
+        _progress(f"[{', '.join(stores)}] common.io backend {exc}")
+        done["unavailable"] = {(store, "commonio"): str(exc) for store in stores}
+        return done
+    done["python"] = info["python"]
+    done["notes"].append(describe_venv(info, stores))
+    for job, answer in zip(jobs, answers, strict=True):
+        store, rows = job["store"], job["rows"]
+        if (store, "commonio") in done["unavailable"]:
+            continue  # as in process: a store whose warm-up failed once is not measured further
+        if "error" in answer:
+            done["unavailable"][(store, "commonio")] = answer["error"]
+            _progress(f"[{store}] common.io backend failed: {answer['error']}")
+            continue
+        if answer["problem"]:
+            done["notes"].append(f"{store} commonio at {rows:,} rows: {answer['problem']}")
+        done["timings"].append(_timing_entry(store, "commonio", rows, [tuple(r) for r in answer["runs"]]))
+        memory_job = {"kind": "roundtrip", "store": store, "method": "commonio", "rows": rows}
+        done["memory_jobs"].append({**memory_job, "bucket": job["bucket"], "own_venv": True})
+    return done
+
+
+def _memory_peaks(jobs: list[dict[str, Any]], venv_python: str | None) -> list[dict[str, Any]]:
+    """The memory pass's answers, in the order of `jobs`: those marked own_venv run in that venv."""
+    answers: dict[int, dict[str, Any]] = {}
+    for own in (False, True):
+        group = [job for job in jobs if bool(job.get("own_venv")) == own]
+        python = venv_python if own else sys.executable
+        if group:
+            assert python is not None, "memory jobs for a venv that was not built"
+            answers.update(zip(map(id, group), run_jobs(group, python), strict=True))
+    return [answers[id(job)] for job in jobs]
 
 
 def bench_small_values(config: BenchConfig) -> list[dict[str, Any]]:
@@ -275,18 +340,14 @@ def compute_ratios(frames: dict[str, Any], stores: tuple[str, ...]) -> list[dict
     for frame in frames["frames"]:
         rows = frame["rows"]
         for store in stores:
-            pandas, floor, csv, commonio = (
-                _median_of(frames["timings"], store, method, rows) for method in METHODS
-            )
-            ratios.append(
-                {
-                    "store": store,
-                    "rows": rows,
-                    "pandas_vs_floor": pandas / floor if pandas and floor else None,
-                    "csv_vs_pandas": csv / pandas if csv and pandas else None,
-                    "commonio_vs_pandas": commonio / pandas if commonio and pandas else None,
-                }
-            )
+            medians = {method: _median_of(frames["timings"], store, method, rows) for method in METHODS}
+            pandas, floor = medians["pandas"], medians["floor"]
+            ratio: dict[str, Any] = {"store": store, "rows": rows}
+            ratio["pandas_vs_floor"] = pandas / floor if pandas and floor else None
+            for peer in ("csv", "commonio", "handwritten"):
+                median = medians[peer]
+                ratio[f"{peer}_vs_pandas"] = median / pandas if median and pandas else None
+            ratios.append(ratio)
     return ratios
 
 
