@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from include.xcom_backend.download import Download
 from include.xcom_backend.settings import OPTIONS, value
 from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 
@@ -61,6 +62,13 @@ class WasbStore(ConnectedStore["WasbHook"]):
 
     def _get(self, key: str) -> bytes:
         return self.hook.download(self.bucket, key, max_concurrency=4, **self._call).readall()
+
+    def _get_into(self, key: str, sink: Download) -> None:
+        # The SDK writes each range at its offset in the sink (seek + write) as it arrives, in
+        # parallel, rather than gathering the blob in a buffer of its own first.
+        downloader = self.hook.download(self.bucket, key, max_concurrency=4, **self._call)
+        sink.expect(downloader.size)
+        downloader.readinto(sink)
 
     def _delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
