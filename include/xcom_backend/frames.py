@@ -66,7 +66,12 @@ class ParquetCodec:
         # Written straight into a BytesIO: no second copy of the file as with an Arrow buffer.
         sink = io.BytesIO()
         pq.write_table(
-            table, sink, compression=self.compression, use_dictionary=text or False, write_statistics=False
+            table,
+            sink,
+            compression=self.compression,
+            use_dictionary=text or False,
+            write_statistics=False,
+            row_group_size=65_536,  # row groups a reader decodes one at a time (decode_download)
         )
         del table
         return Encoded(sink.getvalue())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -14,8 +15,13 @@ if TYPE_CHECKING:
     from azure.storage.blob import ContainerClient
 
 
+# Bytes per ranged GET of a download.
+_GET_RANGE = 1024 * 1024
+
+
 class WasbStore(ConnectedStore["WasbHook"]):
     scheme = "wasb"
+    _ranged_config: tuple[Any, Any] | None = None
 
     def _connect(self) -> WasbHook:
         from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
@@ -65,10 +71,23 @@ class WasbStore(ConnectedStore["WasbHook"]):
 
     def _get_into(self, key: str, sink: Download) -> None:
         # The SDK writes each range at its offset in the sink (seek + write) as it arrives, in
-        # parallel, rather than gathering the blob in a buffer of its own first.
-        downloader = self.hook.download(self.bucket, key, max_concurrency=4, **self._call)
+        # parallel. Its ranges are made small (its first one is 32 MiB by default), because it
+        # holds each range whole, several times over, before writing it.
+        blob = self.hook.blob_service_client.get_blob_client(self.bucket, key)
+        blob._config = self._download_config(blob._config)
+        # Two ranges at a time: each costs the SDK about 10x its size in transient Python objects.
+        downloader = blob.download_blob(max_concurrency=2, **self._call)
         sink.expect(downloader.size)
         downloader.readinto(sink)
+
+    def _download_config(self, shared: Any) -> Any:
+        """The client's configuration with download ranges of `_GET_RANGE` bytes (the configuration
+        is shared by every client of the hook, so a copy)."""
+        if self._ranged_config is None or self._ranged_config[0] is not shared:
+            ranged = copy.copy(shared)
+            ranged.max_single_get_size = ranged.max_chunk_get_size = _GET_RANGE
+            self._ranged_config = (shared, ranged)
+        return self._ranged_config[1]
 
     def _delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
