@@ -114,6 +114,10 @@ class WasbStore(ConnectedStore["WasbHook"]):
             return "no_bucket" if getattr(exc, "error_code", None) == "ContainerNotFound" else "not_found"
         if isinstance(exc, aexc.ClientAuthenticationError):
             return "denied"
+        # The downloader's own answer to a range broken off part way (after its own tries).
+        broken = aexc.IncompleteReadError | aexc.ServiceResponseError | aexc.DecodeError
+        if isinstance(exc, aexc.HttpResponseError) and isinstance(exc.__cause__, broken):
+            return "unreachable"
         if isinstance(exc, aexc.HttpResponseError) and exc.status_code == 403:
             return "denied"
         if isinstance(exc, aexc.HttpResponseError) and (exc.status_code or 0) in (429, 500, 502, 503, 504):
