@@ -7,7 +7,8 @@ Push (the producing task calls `serialize_value`):
           uploads, in parts, hashed as the bytes pass (upload.py)
 Pull (the consuming task calls `deserialize_value` with what the DB holds):
     reference (from the row, or the bare string of older rows)
-              -> store.get(key) (the store retries while unreachable) -> verify sha256
+              -> store.download(key) (chunks into a buffer of ours, hashed as they arrive; the
+                 store retries while unreachable) -> verify sha256
               -> [decompress] -> codec chosen by the key's extension -> value
 Small values the threshold keeps in the DB are stored as they are, or as JSON text behind a prefix
 where a database would change them (database.py). Anything else in the DB that is not a reference
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from airflow.sdk.bases.xcom import BaseXCom
@@ -34,6 +36,7 @@ from include.xcom_backend.codecs import (
     is_pandas_object,
     type_row,
 )
+from include.xcom_backend.download import ChunkedDownload, ContiguousDownload, Download
 from include.xcom_backend.errors import (
     XComIntegrityError,
     XComObjectNotFound,
@@ -232,17 +235,25 @@ class ObjectStoreXComBackend(BaseXCom):
 
     @classmethod
     def read(cls, reference: Reference) -> Any:
-        """The value a reference points to, verified against its checksum."""
+        """The value a reference points to, verified against its checksum before it is decoded."""
         try:
             codec, compression = formats_of(reference.key)
         except UnknownFormat as exc:
             raise XComReferenceError(f"XCom reference {reference} cannot be read: {exc}") from None
+        # A codec that reads a file (Parquet) takes the chunks as they are; the others a `bytes`.
+        decode_download = None if compression else getattr(codec, "decode_download", None)
+        new_sink: Callable[[], Download] = ChunkedDownload if decode_download else ContiguousDownload
         with metrics.measured("pull", reference.scheme) as measure:
-            data = cls._fetch(reference)
-            actual = hashlib.sha256(data).hexdigest()
+            download = cls._fetch(reference, new_sink)
+            actual = download.hexdigest()  # computed as the bytes arrived
             if actual != reference.sha256:
                 raise XComIntegrityError(str(reference), reference.sha256, actual)
-            measure.bytes = len(data)
+            measure.bytes = download.size
+        if decode_download is not None:
+            return decode_download(download)
+        assert isinstance(download, ContiguousDownload)
+        data = download.getvalue()
+        del download
         if compression:
             data = compression.decompress(data)
         return codec.decode(data)
@@ -258,12 +269,12 @@ class ObjectStoreXComBackend(BaseXCom):
         return [first, *writes[1:]]
 
     @classmethod
-    def _fetch(cls, reference: Reference) -> bytes:
+    def _fetch(cls, reference: Reference, new_sink: Callable[[], Download]) -> Download:
         failures: list[str] = []  # of the mirror copies, after the first
         first_error: XComStorageError | None = None
         for store in cls._copies(reference):
             try:
-                return store.get(reference.key)
+                return store.download(reference.key, new_sink)
             except XComObjectNotFound:
                 error: XComStorageError = XComObjectNotFound(str(reference), store.bucket)
             except XComStoreUnreachable as exc:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from include.xcom_backend.codec_base import Encoded, UnsupportedValue
+
+if TYPE_CHECKING:
+    from include.xcom_backend.download import ChunkedDownload
 
 
 class ParquetCodec:
@@ -64,7 +67,12 @@ class ParquetCodec:
         # Written straight into the sink (a BytesIO, or the upload's parts): no second copy of the
         # file as with an Arrow buffer.
         pq.write_table(
-            table, sink, compression=self.compression, use_dictionary=text or False, write_statistics=False
+            table,
+            sink,
+            compression=self.compression,
+            use_dictionary=text or False,
+            write_statistics=False,
+            row_group_size=65_536,  # row groups a reader decodes one at a time (decode_download)
         )
 
     def encode(self, value: Any) -> Encoded:
@@ -73,17 +81,43 @@ class ParquetCodec:
         return Encoded(sink.getvalue())
 
     def decode(self, data: bytes) -> Any:
-        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
+
+        return self._value_of(pq.read_table(pa.BufferReader(data)))
+
+    def decode_download(self, download: ChunkedDownload) -> Any:
+        """Decode row group by row group from the download's chunks, letting go of the chunks each
+        row group has passed, so the file and the decoded frame are never both whole in memory."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(download.file())
+        metadata = parquet.metadata
+        groups = []
+        for index in range(metadata.num_row_groups):
+            groups.append(parquet.read_row_group(index))
+            if index + 1 < metadata.num_row_groups:
+                download.release_before(_row_group_start(metadata.row_group(index + 1)))
+        schema = parquet.schema_arrow
+        del parquet
+        download.release_before(download.size)
+        table = pa.concat_tables(groups) if groups else schema.empty_table()
+        del groups
+        return self._value_of(table)
+
+    def _value_of(self, table: Any) -> Any:
+        """The DataFrame or Series a decoded table holds, with what this codec recorded restored."""
+        import pandas as pd
         from airflow.sdk.serde import deserialize
 
-        table = pq.read_table(pa.BufferReader(data))
         meta = json.loads((table.schema.metadata or {}).get(self._META, b"{}"))
         # pyarrow turns object columns into `str` or numpy arrays; rebuild the Python objects.
-        # (No `self_destruct`: pyarrow calls it experimental, and it crashed a benchmark process.)
         objects = {i: table.column(i).to_pylist() for i in meta.get("object_columns", [])}
-        frame = table.to_pandas(split_blocks=True)
+        # self_destruct frees each column once converted, so the table and the frame never both
+        # exist whole. (A crash once blamed on it was tracemalloc racing Arrow's threads,
+        # python/cpython#128679, docs/repro/.)
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)
         del table
         for position, values in objects.items():
             frame.isetitem(position, pd.Series(values, index=frame.index, dtype=object))
@@ -98,6 +132,17 @@ class ParquetCodec:
             series.name = deserialize(meta["series_name"])
             return series
         return frame
+
+
+def _row_group_start(row_group: Any) -> int:
+    """Where a row group's first page (its dictionary, if any) begins in the file."""
+    starts = []
+    for index in range(row_group.num_columns):
+        column = row_group.column(index)
+        starts.append(column.data_page_offset)
+        if column.has_dictionary_page and column.dictionary_page_offset is not None:
+            starts.append(column.dictionary_page_offset)
+    return min(starts, default=0)
 
 
 class CSVCodec:

@@ -135,10 +135,10 @@ def test_gcs_refusal_maps_to_access_denied_though_fake_gcs_has_no_auth(use_new_b
         google.auth.exceptions.RefreshError("invalid_grant"),
     ):
 
-        def refuse(key: str, refusal: Exception = refusal) -> bytes:
+        def refuse(key: str, sink: Any, refusal: Exception = refusal) -> None:
             raise refusal
 
-        monkeypatch.setattr(store, "_get", refuse)
+        monkeypatch.setattr(store, "_get_into", refuse)  # what a pull downloads through
         fails_with(cls, stored, XComAccessDenied, repr(bucket))
 
 

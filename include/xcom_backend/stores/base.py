@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Generic, Literal, NoReturn, TypeVar
 
 import tenacity
 
+from include.xcom_backend.download import Download, TruncatedDownload
 from include.xcom_backend.errors import (
     XComAccessDenied,
     XComBucketNotFound,
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 C = TypeVar("C")  # a connected store's client or hook
 S = TypeVar("S", bound="ObjectStore")
+D = TypeVar("D", bound=Download)
 
 Failure = Literal["not_found", "no_bucket", "denied", "unreachable", "busy"]
 
@@ -81,6 +83,11 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def _get(self, key: str) -> bytes: ...
+
+    def _get_into(self, key: str, sink: Download) -> None:
+        """Write the object into ``sink`` as it arrives (stores whose SDK can stream override this;
+        the default, for a store that only has `_get`, writes the whole object at once)."""
+        sink.write(self._get(key))
 
     @abstractmethod
     def _delete(self, key: str) -> None:
@@ -129,6 +136,21 @@ class ObjectStore(ABC):
 
     def get(self, key: str) -> bytes:
         return self._retried(lambda: self._get(key), key)
+
+    def download(self, key: str, new_sink: Callable[[], D]) -> D:
+        """The object, written into a sink of ``new_sink`` as it arrives and checked complete. An
+        attempt that fails part way is retried under the policy with a fresh sink."""
+
+        def attempt() -> D:
+            sink = new_sink()
+            try:
+                self._get_into(key, sink)
+                sink.finish()
+            except TruncatedDownload as exc:
+                raise XComStoreUnreachable(self.endpoint, f"the download broke off: {exc}") from None
+            return sink
+
+        return self._retried(attempt, key)
 
     def delete(self, key: str) -> None:
         self._retried(lambda: self._delete(key), key)

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from include.xcom_backend.download import Download
 from include.xcom_backend.settings import OPTIONS, parsed
 from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 from include.xcom_backend.upload import EncoderFailed
@@ -93,6 +94,10 @@ class GCSStore(ConnectedStore["GCSHook"]):
     def _get(self, key: str) -> bytes:
         return bytes(self._blob(key).download_as_bytes(**self._call))
 
+    def _get_into(self, key: str, sink: Download) -> None:
+        # The client writes the body into the sink as it arrives (and checks its crc32c/md5).
+        self._blob(key).download_to_file(sink, **self._call)
+
     def _delete(self, key: str) -> None:
         from google.api_core.exceptions import NotFound
 
@@ -123,6 +128,8 @@ class GCSStore(ConnectedStore["GCSHook"]):
         if isinstance(exc, gexc.TooManyRequests | gexc.ServerError):
             return "busy"
         transport = google.auth.exceptions.TransportError
-        if isinstance(exc, requests.ConnectionError | requests.Timeout | transport):
+        # ChunkedEncodingError: a body that broke off part way.
+        broken = requests.exceptions.ChunkedEncodingError
+        if isinstance(exc, requests.ConnectionError | requests.Timeout | transport | broken):
             return "unreachable"
         return None

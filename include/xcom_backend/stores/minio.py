@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from include.xcom_backend.download import READ_BYTES, Download
 from include.xcom_backend.registry import row
 from include.xcom_backend.settings import OPTIONS, env, value
 from include.xcom_backend.stores.base import Failure, LazyClient, ObjectStore, StoredObject
@@ -126,6 +127,18 @@ class MinIOStore(ObjectStore):
         response = self.client.get_object(self.bucket, key)
         try:
             return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _get_into(self, key: str, sink: Download) -> None:
+        response = self.client.get_object(self.bucket, key)
+        try:
+            length = response.headers.get("Content-Length")
+            if length is not None:
+                sink.expect(int(length))
+            for chunk in response.stream(READ_BYTES):
+                sink.write(chunk)
         finally:
             response.close()
             response.release_conn()

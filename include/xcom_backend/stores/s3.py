@@ -6,6 +6,7 @@ import io
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from include.xcom_backend.download import READ_BYTES, Download
 from include.xcom_backend.settings import OPTIONS, Option, parsed, value
 from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 from include.xcom_backend.upload import upload_parts
@@ -70,6 +71,8 @@ def classify_s3_error(exc: BaseException) -> Failure | None:
         return None
     if isinstance(exc, bce.HTTPClientError | bce.EndpointConnectionError | bce.ConnectTimeoutError):
         # refused, reset or timed out: no answer
+        return "unreachable"
+    if isinstance(exc, bce.IncompleteReadError):  # a body that broke off: a new attempt may pass
         return "unreachable"
     if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
         return "denied"
@@ -162,6 +165,16 @@ class S3Store(ConnectedStore["S3Client"]):
 
     def _get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def _get_into(self, key: str, sink: Download) -> None:
+        response = self.client.get_object(Bucket=self.bucket, Key=key)
+        sink.expect(int(response["ContentLength"]))
+        body = response["Body"]
+        try:
+            for chunk in body.iter_chunks(READ_BYTES):
+                sink.write(chunk)
+        finally:
+            body.close()
 
     def _delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=key)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import copy
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+from include.xcom_backend.download import Download
 from include.xcom_backend.settings import OPTIONS, value
 from include.xcom_backend.stores.base import ConnectedStore, Failure, StoredObject
 from include.xcom_backend.upload import upload_parts
@@ -15,8 +17,13 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, ContainerClient
 
 
+# Bytes per ranged GET of a download.
+_GET_RANGE = 1024 * 1024
+
+
 class WasbStore(ConnectedStore["WasbHook"]):
     scheme = "wasb"
+    _ranged_config: tuple[Any, Any] | None = None
 
     def _connect(self) -> WasbHook:
         from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
@@ -106,6 +113,26 @@ class WasbStore(ConnectedStore["WasbHook"]):
     def _get(self, key: str) -> bytes:
         return self.hook.download(self.bucket, key, max_concurrency=4, **self._call).readall()
 
+    def _get_into(self, key: str, sink: Download) -> None:
+        # The SDK writes each range at its offset in the sink (seek + write) as it arrives, in
+        # parallel. Its ranges are made small (its first one is 32 MiB by default), because it
+        # holds each range whole, several times over, before writing it.
+        blob = self.hook.blob_service_client.get_blob_client(self.bucket, key)
+        blob._config = self._download_config(blob._config)
+        # Two ranges at a time: each costs the SDK about 10x its size in transient Python objects.
+        downloader = blob.download_blob(max_concurrency=2, **self._call)
+        sink.expect(downloader.size)
+        downloader.readinto(sink)
+
+    def _download_config(self, shared: Any) -> Any:
+        """The client's configuration with download ranges of `_GET_RANGE` bytes (the configuration
+        is shared by every client of the hook, so a copy)."""
+        if self._ranged_config is None or self._ranged_config[0] is not shared:
+            ranged = copy.copy(shared)
+            ranged.max_single_get_size = ranged.max_chunk_get_size = _GET_RANGE
+            self._ranged_config = (shared, ranged)
+        return self._ranged_config[1]
+
     def _delete(self, key: str) -> None:
         from azure.core.exceptions import ResourceNotFoundError
 
@@ -131,6 +158,10 @@ class WasbStore(ConnectedStore["WasbHook"]):
             return "no_bucket" if getattr(exc, "error_code", None) == "ContainerNotFound" else "not_found"
         if isinstance(exc, aexc.ClientAuthenticationError):
             return "denied"
+        # The downloader's own answer to a range broken off part way (after its own tries).
+        broken = aexc.IncompleteReadError | aexc.ServiceResponseError | aexc.DecodeError
+        if isinstance(exc, aexc.HttpResponseError) and isinstance(exc.__cause__, broken):
+            return "unreachable"
         if isinstance(exc, aexc.HttpResponseError) and exc.status_code == 403:
             return "denied"
         if isinstance(exc, aexc.HttpResponseError) and (exc.status_code or 0) in (429, 500, 502, 503, 504):
