@@ -8,7 +8,8 @@ deterministic, so the child measures the frame the parent timed.
 
 Jobs: ``{"kind": "roundtrip", "store", "method": pandas|floor|commonio, "rows", "bucket"}`` gives the
 push and pull peaks of one round trip; ``{"kind": "stages", "store", "rows", "bucket"}`` the peak of
-each step of the pandas backend (encode, put, get, decode).
+each step of the pandas backend (encode, put, get, decode); ``{"kind": "bytes", "store", "method":
+pandas|floor, "size", "bucket"}`` the push and pull peaks of the scale series' bytes value.
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ def _method(job: dict[str, Any], frame: Any, parquet: bytes) -> Method:
     raise ValueError(f"unknown method {job['method']!r} in memory job {job}")
 
 
+def _run_bytes_job(job: dict[str, Any]) -> dict[str, Any]:
+    from tools.bench.data import make_bytes
+    from tools.bench.scale import bytes_method
+
+    payload = make_bytes(job["size"])
+    method = bytes_method(job["method"], STORE_SPECS[job["store"]], job["bucket"], payload)
+    # Connections and first writes, outside the peaks; a small value, as where the bytes are timed.
+    time_once(method, payload[:1024])
+    # Every timed round trip of this value was checked in the parent.
+    return measure_memory(method, payload)
+
+
 def _run_job(job: dict[str, Any], frame: Any, parquet: bytes) -> dict[str, Any]:
     if job["kind"] == "stages":
         from tools.bench.profiling import memory_breakdown
@@ -72,6 +85,11 @@ def main(out: Path) -> int:
     results: list[dict[str, Any]] = []
     frames: dict[int, tuple[Any, bytes]] = {}
     for job in jobs:
+        if job["kind"] == "bytes":
+            frames.clear()
+            progress(f"[{job['store']}] {job['size']:,} bytes: memory of {job['method']}")
+            results.append(_run_bytes_job(job))
+            continue
         rows = job["rows"]
         if rows not in frames:
             frames.clear()

@@ -44,6 +44,7 @@ from tools.bench.methods import (
 )
 from tools.bench.profiling import profile_misses
 from tools.bench.report import find_entry
+from tools.bench.scale import run_scale, scale_targets
 from tools.bench.shaped import run_shaped
 from tools.bench.stats import rotated, summary
 from tools.console import progress as _progress
@@ -351,11 +352,20 @@ def run(config: BenchConfig, servers: LocalServers) -> dict[str, Any]:
             for scheme, bucket in buckets.items():
                 servers.create_bucket(scheme, bucket)
                 created.append((scheme, bucket))
-            result.update(bench_frames(config, buckets))
-            _progress("small values")
-            result["small_values"] = bench_small_values(config)
+            if config.scale_only:
+                result.update(frames=[], timings=[], memory=[], unavailable=[], notes=[], small_values=[])
+            else:
+                result.update(bench_frames(config, buckets))
+            if config.scale:
+                _progress("the scale series")
+                result["scale"] = run_scale(config, buckets, result)
+            if not config.scale_only:
+                _progress("small values")
+                result["small_values"] = bench_small_values(config)
             result["ratios"] = compute_ratios(result, config.stores)
             result["targets"] = [{**t, "link": "loopback"} for t in evaluate_targets(result)]
+            if config.scale:
+                result["targets"] += scale_targets(result)
             if "shaped" in config.links:
                 _progress("the round trips again, over the shaped link")
                 result["shaped"] = shaped = run_shaped(config, servers, buckets)
