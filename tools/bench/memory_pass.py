@@ -77,6 +77,13 @@ def _run_job(job: dict[str, Any], frame: Any, parquet: bytes) -> dict[str, Any]:
     return measure_memory(method, frame)
 
 
+def _report(peaks: dict[str, Any]) -> None:
+    """The peaks of a round trip as they are measured: a long pass that dies still leaves its figures."""
+    if "push" in peaks:
+        push, pull = peaks["push"]["upper"] / 1e6, peaks["pull"]["upper"] / 1e6
+        progress(f"    peak extra memory: push {push:,.1f} MB, pull {pull:,.1f} MB")
+
+
 def main(out: Path) -> int:
     require_tracing()
     from include.xcom_backend.frames import ParquetCodec
@@ -89,6 +96,7 @@ def main(out: Path) -> int:
             frames.clear()
             progress(f"[{job['store']}] {job['size']:,} bytes: memory of {job['method']}")
             results.append(_run_bytes_job(job))
+            _report(results[-1])
             continue
         rows = job["rows"]
         if rows not in frames:
@@ -98,6 +106,7 @@ def main(out: Path) -> int:
         frame, parquet = frames[rows]
         progress(f"[{job['store']}] {rows:,} rows: memory of {job.get('method', job['kind'])}")
         results.append(_run_job(job, frame, parquet))
+        _report(results[-1])
     out.write_text(json.dumps(results), encoding="utf-8")
     return 0
 
