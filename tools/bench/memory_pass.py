@@ -31,10 +31,11 @@ class MemoryPassError(RuntimeError):
     """The memory pass answered something other than one result per job."""
 
 
-def run_jobs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def run_jobs(jobs: list[dict[str, Any]], what: str = "jobs") -> list[dict[str, Any]]:
     """Run `jobs` in `python -X tracemalloc=1 -m tools.bench.memory_pass`; one result per job."""
     if not jobs:
         return []
+    progress(f"measuring memory: {len(jobs)} {what} in a process of their own")
     command = [sys.executable, "-X", "tracemalloc=1", "-m", "tools.bench.memory_pass"]
     results = run_child("memory pass", command, jobs)
     if len(results) != len(jobs):

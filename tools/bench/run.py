@@ -72,8 +72,9 @@ def _timing_entry(store: str, method: str, rows: int, runs: list[tuple[float, fl
     }
 
 
-def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]:
-    """Time every method on every store and size; measure memory; return the raw results."""
+def bench_frames(config: BenchConfig, buckets: dict[str, str], run_memory: bool = True) -> dict[str, Any]:
+    """Time every method on every store and size; measure memory (or leave its jobs to the caller,
+    in ``memory_jobs``); return the raw results."""
     from include.xcom_backend.frames import ParquetCodec
 
     timings: list[dict[str, Any]] = []
@@ -172,32 +173,44 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
         del frame, parquet
         gc.collect()
 
-    if config.memory and memory_jobs:
-        _progress(f"measuring memory: {len(memory_jobs)} round trips in a process of their own")
-        frame_bytes_of = {f["rows"]: f["memory_bytes"] for f in frames}
-        for job, peaks in zip(memory_jobs, run_jobs(memory_jobs), strict=True):
-            memory.append(
-                {
-                    "store": job["store"],
-                    "method": job["method"],
-                    "rows": job["rows"],
-                    "frame_bytes": frame_bytes_of[job["rows"]],
-                    "push": peaks["push"],
-                    "pull": peaks["pull"],
-                    "peak_bytes": max(peaks["push"]["upper"], peaks["pull"]["upper"]),
-                    "peak_sampled_bytes": max(peaks["push"]["sampled"], peaks["pull"]["sampled"]),
-                }
-            )
-    for entry in memory:
-        entry["ratio"] = entry["peak_bytes"] / entry["frame_bytes"]
-        entry["ratio_sampled"] = entry["peak_sampled_bytes"] / entry["frame_bytes"]
+    if config.memory and memory_jobs and run_memory:
+        memory = frame_memory(memory_jobs, run_jobs(memory_jobs, "round trips"), frames)
     return {
         "frames": frames,
         "timings": timings,
         "memory": memory,
         "unavailable": [{"store": s, "method": m, "reason": r} for (s, m), r in unavailable.items()],
         "notes": notes,
+        # Left for the caller to measure with its own jobs, in the same process, when not run here.
+        "memory_jobs": [] if run_memory or not config.memory else memory_jobs,
     }
+
+
+def frame_memory(
+    jobs: list[dict[str, Any]], results: list[dict[str, Any]], frames: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The memory entries of frame round trips, from the memory pass's peaks."""
+    frame_bytes_of = {f["rows"]: f["memory_bytes"] for f in frames}
+    memory = []
+    for job, peaks in zip(jobs, results, strict=True):
+        peak = max(peaks["push"]["upper"], peaks["pull"]["upper"])
+        sampled = max(peaks["push"]["sampled"], peaks["pull"]["sampled"])
+        frame_bytes = frame_bytes_of[job["rows"]]
+        memory.append(
+            {
+                "store": job["store"],
+                "method": job["method"],
+                "rows": job["rows"],
+                "frame_bytes": frame_bytes,
+                "push": peaks["push"],
+                "pull": peaks["pull"],
+                "peak_bytes": peak,
+                "peak_sampled_bytes": sampled,
+                "ratio": peak / frame_bytes,
+                "ratio_sampled": sampled / frame_bytes,
+            }
+        )
+    return memory
 
 
 def bench_small_values(config: BenchConfig) -> list[dict[str, Any]]:
@@ -355,10 +368,12 @@ def run(config: BenchConfig, servers: LocalServers) -> dict[str, Any]:
             if config.scale_only:
                 result.update(frames=[], timings=[], memory=[], unavailable=[], notes=[], small_values=[])
             else:
-                result.update(bench_frames(config, buckets))
+                # With the scale series, one memory pass measures both: a child costs a minute to start.
+                result.update(bench_frames(config, buckets, run_memory=not config.scale))
+            pending = result.pop("memory_jobs", [])
             if config.scale:
                 _progress("the scale series")
-                result["scale"] = run_scale(config, buckets, result)
+                result["scale"] = run_scale(config, buckets, result, pending)
             if not config.scale_only:
                 _progress("small values")
                 result["small_values"] = bench_small_values(config)

@@ -134,30 +134,38 @@ def bench_bytes(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]:
         _progress(f"[{store}] {size:,} bytes: {line}")
     del payload
     gc.collect()
-    memory: list[dict[str, Any]] = []
-    if config.memory:
-        jobs = [
-            {"kind": "bytes", "store": store, "method": "pandas", "size": size, "bucket": buckets[store]}
-            for store in config.stores
-        ]
-        _progress(f"measuring the bytes value's memory: {len(jobs)} round trips in a process of their own")
-        for job, peaks in zip(jobs, run_jobs(jobs), strict=True):
-            peak = max(peaks["push"]["upper"], peaks["pull"]["upper"])
-            sampled = max(peaks["push"]["sampled"], peaks["pull"]["sampled"])
-            memory.append(
-                {
-                    "store": job["store"],
-                    "method": job["method"],
-                    "value_bytes": size,
-                    "push": peaks["push"],
-                    "pull": peaks["pull"],
-                    "peak_bytes": peak,
-                    "peak_sampled_bytes": sampled,
-                    "ratio": peak / size,
-                    "ratio_sampled": sampled / size,
-                }
-            )
-    return {"value_bytes": size, "timings": timings, "memory": memory}
+    return {"value_bytes": size, "timings": timings, "memory": []}
+
+
+def bytes_jobs(config: BenchConfig, buckets: dict[str, str]) -> list[dict[str, Any]]:
+    """The memory pass's jobs for the bytes value: the pandas backend on every store."""
+    size = config.scale_bytes
+    return [
+        {"kind": "bytes", "store": store, "method": "pandas", "size": size, "bucket": buckets[store]}
+        for store in config.stores
+    ]
+
+
+def bytes_memory(jobs: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The memory entries of the bytes value, from the memory pass's peaks."""
+    memory = []
+    for job, peaks in zip(jobs, results, strict=True):
+        peak = max(peaks["push"]["upper"], peaks["pull"]["upper"])
+        sampled = max(peaks["push"]["sampled"], peaks["pull"]["sampled"])
+        memory.append(
+            {
+                "store": job["store"],
+                "method": job["method"],
+                "value_bytes": job["size"],
+                "push": peaks["push"],
+                "pull": peaks["pull"],
+                "peak_bytes": peak,
+                "peak_sampled_bytes": sampled,
+                "ratio": peak / job["size"],
+                "ratio_sampled": sampled / job["size"],
+            }
+        )
+    return memory
 
 
 def _bytes_entry(store: str, method: str, size: int, runs: list[tuple[float, float]]) -> dict[str, Any]:
@@ -179,20 +187,32 @@ def _bytes_entry(store: str, method: str, size: int, runs: list[tuple[float, flo
     }
 
 
-def run_scale(config: BenchConfig, buckets: dict[str, str], result: dict[str, Any]) -> dict[str, Any]:
-    """The series' frame sizes the main pass did not time (added to `result`), then the bytes value."""
-    from tools.bench.run import bench_frames
+def run_scale(
+    config: BenchConfig, buckets: dict[str, str], result: dict[str, Any], pending: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The series' frame sizes the main pass did not time (added to `result`), then the bytes value;
+    then one memory pass for the main pass's `pending` jobs, the added sizes and the bytes value."""
+    from tools.bench.run import bench_frames, frame_memory
 
     began = time.monotonic()
     timed = {f["rows"] for f in result["frames"]}
     missing = tuple(rows for rows in config.scale_rows if rows not in timed)
+    frame_jobs = list(pending)
     if missing:
-        extra = bench_frames(dataclasses.replace(config, rows=missing, methods=SCALE_METHODS), buckets)
+        extra = bench_frames(
+            dataclasses.replace(config, rows=missing, methods=SCALE_METHODS), buckets, run_memory=False
+        )
         for key in ("frames", "timings", "memory", "unavailable", "notes"):
             result[key] += extra[key]
         result["frames"].sort(key=lambda f: f["rows"])
+        frame_jobs += extra["memory_jobs"]
     scale: dict[str, Any] = {"rows": list(config.scale_rows), "added_rows": list(missing)}
     scale["bytes"] = bench_bytes(config, buckets)
+    if config.memory:
+        value_jobs = bytes_jobs(config, buckets)
+        peaks = run_jobs(frame_jobs + value_jobs, "round trips (frames, then the bytes value)")
+        result["memory"] += frame_memory(frame_jobs, peaks[: len(frame_jobs)], result["frames"])
+        scale["bytes"]["memory"] = bytes_memory(value_jobs, peaks[len(frame_jobs) :])
     scale["linearity"] = [
         {"store": store, "method": "pandas", **judge_linearity(series_times(result, store, "pandas", config))}
         for store in config.stores
