@@ -21,6 +21,7 @@ pytest.importorskip("pytest_benchmark", reason="pytest-benchmark (requirements-d
 
 from include.xcom_backend.registry import TABLE
 from tools import bench
+from tools.bench.scale import judge_linearity
 from tools.servers import LocalServers
 
 # A bound on a hang, not a speed target: the quick run starts half a dozen Pythons that each import
@@ -158,12 +159,17 @@ def test_every_target_is_judged_and_every_miss_profiled(quick_result: dict[str, 
     assert sum(t["target"].startswith("small value") for t in targets) == 2
     for target in targets:
         assert target["status"] in ("PASS", "MISS")
-        assert target["value"] > 0
-        meets = (
-            target["value"] >= target["limit"]
-            if target["direction"] == ">="
-            else target["value"] <= target["limit"]
-        )
+        if target["direction"] == "within":
+            # A slope: a quick series' fixed costs can make it flat or even falling.
+            low, high = target["limit"]
+            meets = low <= target["value"] <= high
+        else:
+            assert target["value"] > 0
+            meets = (
+                target["value"] >= target["limit"]
+                if target["direction"] == ">="
+                else target["value"] <= target["limit"]
+            )
         assert meets == (target["status"] == "PASS")
     profiled = {(p["store"], p["target"]) for p in quick_result["profiles"]}
     for target in targets:
@@ -176,6 +182,36 @@ def test_every_target_is_judged_and_every_miss_profiled(quick_result: dict[str, 
             assert any(store == target["store"] for store, _ in profiled), target
 
 
+def test_the_scale_series_is_measured_and_judged(quick_result: dict[str, Any]) -> None:
+    scale = quick_result["scale"]
+    stores = quick_result["config"]["stores"]
+    assert scale["rows"] == list(bench.QUICK_SCALE_ROWS)
+    # The quick series' sizes are the quick run's own: nothing to add, every size timed once.
+    assert scale["added_rows"] == [] and scale["seconds"] > 0
+    size = scale["bytes"]["value_bytes"]
+    assert size == bench.QUICK_SCALE_BYTES
+    timed = {(e["store"], e["method"]) for e in scale["bytes"]["timings"]}
+    assert timed == {(store, method) for store in stores for method in ("pandas", "floor")}
+    for entry in scale["bytes"]["timings"]:
+        assert entry["value_bytes"] == size and len(entry["runs_s"]) == quick_result["config"]["repeat"]
+        assert entry["median_s"] == pytest.approx(statistics.median(entry["runs_s"]))
+    memory = {m["store"]: m for m in scale["bytes"]["memory"]}
+    assert set(memory) == set(stores)
+    for entry in memory.values():
+        # The pull's peak counts the value it returns: at least the value itself.
+        assert entry["pull"]["upper"] >= size
+        assert entry["ratio"] == pytest.approx(entry["peak_bytes"] / size)
+    fits = {line["store"]: line for line in scale["linearity"]}
+    assert set(fits) == set(stores)
+    for store, line in fits.items():
+        times = {rows: _entry(quick_result, store, "pandas", rows)["median_s"] for rows in scale["rows"]}
+        assert line == {"store": store, "method": "pandas", **judge_linearity(times)}
+    judged = [t for t in quick_result["targets"] if t["target"].startswith("scale:")]
+    assert {(t["store"], t["direction"]) for t in judged} == {
+        (store, direction) for store in stores for direction in ("within", "<=")
+    }
+
+
 def test_outputs_are_written(quick_result: dict[str, Any], tmp_path: Path) -> None:
     paths = bench.write_outputs(quick_result, tmp_path)
     assert json.loads(paths["json"].read_text())["targets"] == quick_result["targets"]
@@ -184,6 +220,8 @@ def test_outputs_are_written(quick_result: dict[str, Any], tmp_path: Path) -> No
         assert heading in markdown
     assert quick_result["machine"]["cpu"] in markdown
     assert paths["plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths["scale_plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "**Scale series**" in markdown and "(bench-scale.png)" in markdown
 
 
 def test_command_line_options() -> None:
@@ -194,7 +232,21 @@ def test_command_line_options() -> None:
     assert bench.parse_args([]).config.rows == bench.DEFAULT_ROWS
     assert bench.parse_args(["--huge"]).config.rows[-1] == bench.HUGE_ROWS
     assert bench.parse_args(["--links", "loopback"]).config.links == ("loopback",)
-    for wrong in (["--repeat", "2"], ["--stores", "s3,dropbox"], ["--rows", "ten"], ["--links", "shaped"]):
+    default = bench.parse_args([]).config
+    assert (default.scale, default.scale_rows, default.scale_bytes) == (True, bench.SCALE_ROWS, 2**30)
+    assert bench.parse_args(["--no-scale"]).config.scale is False
+    scale_only = bench.parse_args(["--scale-only"]).config
+    assert scale_only.scale_only and scale_only.links == ("loopback",) and not scale_only.profile
+    quick = bench.parse_args(["--quick"]).config
+    assert (quick.scale_rows, quick.scale_bytes) == (bench.QUICK_SCALE_ROWS, bench.QUICK_SCALE_BYTES)
+    wrong_ones = (
+        ["--repeat", "2"],
+        ["--stores", "s3,dropbox"],
+        ["--rows", "ten"],
+        ["--links", "shaped"],
+        ["--no-scale", "--scale-only"],
+    )
+    for wrong in wrong_ones:
         with pytest.raises(SystemExit):
             bench.parse_args(wrong)
 

@@ -16,6 +16,10 @@ from tools.bench.config import (
     LINKS,
     PROJECT_ROOT,
     QUICK_ROWS,
+    QUICK_SCALE_BYTES,
+    QUICK_SCALE_ROWS,
+    SCALE_BYTES,
+    SCALE_ROWS,
     STORE_SPECS,
     BenchConfig,
 )
@@ -51,6 +55,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--link-delay-ms", type=float, default=LINK_DELAY_MS, help=f"added each way ({LINK_DELAY_MS:g} ms)"
     )
+    parser.add_argument(
+        "--no-scale",
+        action="store_true",
+        help=f"leave out the scale series ({','.join(map(str, SCALE_ROWS))} rows and a "
+        f"{SCALE_BYTES / 2**20:,.0f} MiB bytes value, pandas and floor, loopback)",
+    )
+    parser.add_argument(
+        "--scale-only",
+        action="store_true",
+        help="only the scale series: no other methods, small values, shaped link or profiles",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     parser.add_argument("--no-profile", action="store_true", help="do not profile missed targets")
     parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "docs", help="where to write (docs/)")
@@ -74,6 +89,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error("--rows needs at least one positive size")
     else:
         rows = QUICK_ROWS if args.quick else DEFAULT_ROWS
+    if args.no_scale and args.scale_only:
+        parser.error("--no-scale and --scale-only exclude each other")
+    if args.scale_only:
+        links = ("loopback",)
     if args.huge and HUGE_ROWS not in rows:
         rows = (*rows, HUGE_ROWS)
     config = BenchConfig(
@@ -82,11 +101,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         stores=stores,
         quick=args.quick,
         memory=not args.no_memory,
-        profile=not args.no_profile,
+        profile=not (args.no_profile or args.scale_only),
         small_loops=200 if args.quick else 2000,
         links=links,
         link_rate=args.link_rate,
         link_delay_ms=args.link_delay_ms,
+        scale=not args.no_scale,
+        scale_only=args.scale_only,
+        scale_rows=QUICK_SCALE_ROWS if args.quick else SCALE_ROWS,
+        scale_bytes=QUICK_SCALE_BYTES if args.quick else SCALE_BYTES,
     )
     return argparse.Namespace(config=config, out_dir=args.out_dir, verbose=args.verbose)
 

@@ -13,6 +13,13 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_ROWS = (10_000, 100_000, 1_000_000)
 HUGE_ROWS = 10_000_000
 QUICK_ROWS = (1_000, 5_000)
+# The scale series (loopback, pandas and floor only): frames up to HUGE_ROWS and one bytes value,
+# which the pandas backends store as it is. Quick runs take a tiny series of the same shape.
+SCALE_ROWS = (*DEFAULT_ROWS, HUGE_ROWS)
+SCALE_BYTES = 2**30
+QUICK_SCALE_ROWS = QUICK_ROWS
+QUICK_SCALE_BYTES = 4 * 2**20
+SCALE_METHODS = ("pandas", "floor")
 TARGET_ROWS = 1_000_000
 METHODS = ("pandas", "floor", "csv", "commonio", "handwritten")
 SMALL_THRESHOLD = 65_536
@@ -22,6 +29,12 @@ TARGET_CSV_SPEEDUP = 10.0  # CSV round trip / pandas round trip, at least
 TARGET_MEMORY = 1.5  # peak extra memory / frame's in-memory size, at most
 TARGET_SMALL = 1.2  # threshold-on small value / Airflow's database XCom, at most
 TARGET_FLOOR = 1.25  # pandas round trip / the I/O floor, at most, on every store and link
+# Time grows linearly with the frame when the least-squares slope of log(median round trip) on
+# log(rows), over the series' sizes from LINEAR_FIT_FROM_ROWS up, lies within these bounds: below
+# 100,000 rows fixed costs (requests, connections) dominate and flatten the curve. A series with fewer
+# than two sizes that large (a quick run) is fitted over all its sizes.
+LINEAR_FIT_FROM_ROWS = 100_000
+TARGET_LINEAR_SLOPE = (0.9, 1.1)
 
 # The cloud-like link (tools/shaped_link.py): 1 Gbit/s is a common VM-to-object-store bandwidth; 5 ms
 # each way puts a round trip in the range of a store in the same cloud region.
@@ -79,6 +92,10 @@ BACKEND_SETTINGS = tuple(
 )
 PANDAS_FORMAT = OPTIONS["pandas_format"].env_var
 THRESHOLD_SETTING = OPTIONS["threshold_bytes"].env_var
+READ_TIMEOUT_SETTING = OPTIONS["read_timeout"].env_var
+# fake-gcs-server answers a single-request upload only once it has parsed the whole body, which for
+# 1 GiB takes longer than the default read timeout on a loaded machine; the bytes value gets this one.
+SCALE_READ_TIMEOUT_S = 300
 COMMONIO_GCS_CONN = "bench_commonio_gcs"
 PARQUET_TYPE = "application/vnd.apache.parquet"
 
@@ -98,3 +115,7 @@ class BenchConfig:
     methods: tuple[str, ...] = METHODS
     link_rate: str = LINK_RATE
     link_delay_ms: float = LINK_DELAY_MS
+    scale: bool = True
+    scale_only: bool = False
+    scale_rows: tuple[int, ...] = SCALE_ROWS
+    scale_bytes: int = SCALE_BYTES

@@ -40,6 +40,16 @@ def make_frame(rows: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def make_bytes(size: int, seed: int = 0) -> bytes:
+    """`size` random bytes, the same for the same seed (the memory pass rebuilds what the parent timed).
+
+    Random, so no store or transport along the way can shrink them.
+    """
+    import numpy as np
+
+    return np.random.default_rng(seed).bytes(size)
+
+
 def small_dict(target_bytes: int = 1024) -> dict[str, Any]:
     """A dict whose Airflow JSON encoding is about ``target_bytes`` long, shaped like task metadata."""
     from airflow.sdk.serde import serialize

@@ -8,7 +8,8 @@ deterministic, so the child measures the frame the parent timed.
 
 Jobs: ``{"kind": "roundtrip", "store", "method": pandas|floor|commonio|handwritten, "rows", "bucket"}``, the
 push and pull peaks of one round trip; ``{"kind": "stages", "store", "rows", "bucket"}`` the peak of
-each step of the pandas backend (encode, put, get, decode).
+each step of the pandas backend (encode, put, get, decode); ``{"kind": "bytes", "store", "method":
+pandas|floor, "size", "bucket"}`` the push and pull peaks of the scale series' bytes value.
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ class MemoryPassError(RuntimeError):
     """The memory pass answered something other than one result per job."""
 
 
-def run_jobs(jobs: list[dict[str, Any]], python: str = sys.executable) -> list[dict[str, Any]]:
+def run_jobs(
+    jobs: list[dict[str, Any]], what: str = "jobs", python: str = sys.executable
+) -> list[dict[str, Any]]:
     """Run `jobs` in `python -X tracemalloc=1 -m tools.bench.memory_pass` (by default this process's
     Python; common.io on S3 gives its own venv's); one result per job."""
     if not jobs:
         return []
+    progress(f"measuring memory: {len(jobs)} {what} in a process of their own")
     command = [python, "-X", "tracemalloc=1", "-m", "tools.bench.memory_pass"]
     results = run_child("memory pass", command, jobs)
     if len(results) != len(jobs):
@@ -63,6 +67,18 @@ def _method(job: dict[str, Any], frame: Any, parquet: bytes) -> Method:
     raise ValueError(f"unknown method {job['method']!r} in memory job {job}")
 
 
+def _run_bytes_job(job: dict[str, Any]) -> dict[str, Any]:
+    from tools.bench.data import make_bytes
+    from tools.bench.scale import bytes_method
+
+    payload = make_bytes(job["size"])
+    method = bytes_method(job["method"], STORE_SPECS[job["store"]], job["bucket"], payload)
+    # Connections and first writes, outside the peaks; a small value, as where the bytes are timed.
+    time_once(method, payload[:1024])
+    # Every timed round trip of this value was checked in the parent.
+    return measure_memory(method, payload)
+
+
 def _run_job(job: dict[str, Any], frame: Any, parquet: bytes) -> dict[str, Any]:
     if job["kind"] == "stages":
         from tools.bench.profiling import memory_breakdown
@@ -75,6 +91,13 @@ def _run_job(job: dict[str, Any], frame: Any, parquet: bytes) -> dict[str, Any]:
     return measure_memory(method, frame)
 
 
+def _report(peaks: dict[str, Any]) -> None:
+    """The peaks of a round trip as they are measured: a long pass that dies still leaves its figures."""
+    if "push" in peaks:
+        push, pull = peaks["push"]["upper"] / 1e6, peaks["pull"]["upper"] / 1e6
+        progress(f"    peak extra memory: push {push:,.1f} MB, pull {pull:,.1f} MB")
+
+
 def main(out: Path) -> int:
     require_tracing()
     from include.xcom_backend.frames import ParquetCodec
@@ -83,6 +106,12 @@ def main(out: Path) -> int:
     results: list[dict[str, Any]] = []
     frames: dict[int, tuple[Any, bytes]] = {}
     for job in jobs:
+        if job["kind"] == "bytes":
+            frames.clear()
+            progress(f"[{job['store']}] {job['size']:,} bytes: memory of {job['method']}")
+            results.append(_run_bytes_job(job))
+            _report(results[-1])
+            continue
         rows = job["rows"]
         if rows not in frames:
             frames.clear()
@@ -91,6 +120,7 @@ def main(out: Path) -> int:
         frame, parquet = frames[rows]
         progress(f"[{job['store']}] {rows:,} rows: memory of {job.get('method', job['kind'])}")
         results.append(_run_job(job, frame, parquet))
+        _report(results[-1])
     out.write_text(json.dumps(results), encoding="utf-8")
     return 0
 

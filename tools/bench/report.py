@@ -116,8 +116,7 @@ def render_tables(result: dict[str, Any]) -> str:
             t.get("link", "loopback") if t["store"] != "-" else "–",
             t["store"],
             "–" if t["rows"] is None else f"{t['rows']:,}",
-            _x(t["value"]),
-            f"{t['direction']} {t['limit']}×",
+            *_judged(t),
             f"**{t['status']}**",
         ]
         for t in result["targets"]
@@ -131,6 +130,9 @@ def render_tables(result: dict[str, Any]) -> str:
         )
     parts.append(_table(["target", "link", "store", "rows", "measured", "target", "status"], target_rows))
 
+    if "scale" in result:
+        parts += _scale_tables(result)
+
     if result["unavailable"]:
         parts.append("\n**Not measured**\n")
         parts += [f"- {u['store']} {u['method']}: {u['reason']}" for u in result["unavailable"]]
@@ -138,6 +140,73 @@ def render_tables(result: dict[str, Any]) -> str:
         parts.append("\n**Notes from the checks**\n")
         parts += [f"- {n}" for n in result["notes"]]
     return "\n".join(parts) + "\n"
+
+
+def _judged(target: dict[str, Any]) -> list[str]:
+    """The measured value and the limit of a target, as the targets table shows them."""
+    if target["direction"] == "within":
+        low, high = target["limit"]
+        return ["–" if target["value"] is None else f"{target['value']:.3f}", f"{low}..{high}"]
+    return [_x(target["value"]), f"{target['direction']} {target['limit']}×"]
+
+
+def _scale_tables(result: dict[str, Any]) -> list[str]:
+    """The scale series per store: time and memory at each size, the bytes value, the linearity fit."""
+    scale = result["scale"]
+    memory = {(m["store"], m["rows"]): m["ratio"] for m in result["memory"] if m["method"] == "pandas"}
+    frame_bytes = {f["rows"]: f["memory_bytes"] for f in result["frames"]}
+    size = scale["bytes"]["value_bytes"]
+    bytes_label = f"{size / 2**20:,.0f} MiB `bytes`"
+    bytes_memory = {m["store"]: m["ratio"] for m in scale["bytes"]["memory"]}
+    rows = []
+    for store in result["config"]["stores"]:
+        for n in scale["rows"]:
+            pandas = find_entry(result["timings"], store, "pandas", n)
+            floor = find_entry(result["timings"], store, "floor", n)
+            rows.append(
+                [
+                    store,
+                    f"{n:,} rows",
+                    _mb(frame_bytes[n]),
+                    *_scale_cells(pandas, floor, frame_bytes[n]),
+                    "–" if (store, n) not in memory else f"{memory[(store, n)]:.2f}×",
+                ]
+            )
+        entries = {e["method"]: e for e in scale["bytes"]["timings"] if e["store"] == store}
+        rows.append(
+            [
+                store,
+                bytes_label,
+                _mb(size),
+                *_scale_cells(entries.get("pandas"), entries.get("floor"), size),
+                "–" if store not in bytes_memory else f"{bytes_memory[store]:.2f}×",
+            ]
+        )
+    fits = [
+        [line["store"], f"{line['sizes'][0]:,}..{line['sizes'][-1]:,} rows", f"{line['slope']:.3f}"]
+        for line in scale["linearity"]
+    ]
+    return [
+        f"\n**Scale series** (loopback, pandas backend and floor, median of {result['config']['repeat']} "
+        f"runs, every run checked exact; memory = peak extra / value size; {scale['seconds']:.0f} s for "
+        "the sizes the main pass lacks and the bytes value)\n",
+        _table(
+            ["store", "value", "in memory", "pandas", "floor", "pandas / floor", "pandas per MB", "memory"],
+            rows,
+        ),
+        "\n**Linearity**: least-squares slope of log(pandas round trip) on log(rows); 1 is linear\n",
+        _table(["store", "fitted over", "slope"], fits),
+    ]
+
+
+def _scale_cells(pandas: dict[str, Any] | None, floor: dict[str, Any] | None, size: int) -> list[str]:
+    ratio = pandas["median_s"] / floor["median_s"] if pandas and floor else None
+    return [
+        "–" if pandas is None else f"{pandas['median_s']:.3f} s",
+        "–" if floor is None else f"{floor['median_s']:.3f} s",
+        _x(ratio),
+        "–" if pandas is None else f"{pandas['median_s'] / size * 1e9:.2f} ms",
+    ]
 
 
 def _round_trips(result: dict[str, Any], stores: list[str], repeat: int) -> list[str]:
@@ -251,6 +320,9 @@ def render_profiles(result: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
+_SCALE_CHART = "\n![scale series: time and memory against the value's size](bench-scale.png)\n"
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     ram = f"{m['ram_bytes'] / 2**30:.1f} GiB" if m.get("ram_bytes") else "unknown"
@@ -309,6 +381,6 @@ database XCom). The database write and read, the same on both sides, are not par
 
 {render_tables(result)}
 ![time vs rows](bench.png)
-
+{_SCALE_CHART if "scale" in result else ""}
 ## Where the time goes
 {render_profiles(result) if missed else chr(10) + "Every target was met; no profile was taken." + chr(10)}"""

@@ -49,6 +49,7 @@ from tools.bench.methods import (
 )
 from tools.bench.profiling import profile_misses
 from tools.bench.report import find_entry
+from tools.bench.scale import run_scale, scale_targets
 from tools.bench.shaped import run_shaped
 from tools.bench.stats import rotated, summary
 from tools.console import progress as _progress
@@ -76,8 +77,9 @@ def _timing_entry(store: str, method: str, rows: int, runs: list[tuple[float, fl
     }
 
 
-def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]:
-    """Time every method on every store and size; measure memory; return the raw results."""
+def bench_frames(config: BenchConfig, buckets: dict[str, str], run_memory: bool = True) -> dict[str, Any]:
+    """Time every method on every store and size; measure memory (or leave its jobs to the caller,
+    in ``memory_jobs``); return the raw results."""
     from include.xcom_backend.frames import ParquetCodec
 
     timings: list[dict[str, Any]] = []
@@ -191,31 +193,23 @@ def bench_frames(config: BenchConfig, buckets: dict[str, str]) -> dict[str, Any]
         memory_jobs += venv["memory_jobs"]
         venv_python = venv["python"]
 
+    deferred: list[dict[str, Any]] = []
     if config.memory and memory_jobs:
-        _progress(f"measuring memory: {len(memory_jobs)} round trips in a process of their own")
-        frame_bytes_of = {f["rows"]: f["memory_bytes"] for f in frames}
-        for job, peaks in zip(memory_jobs, _memory_peaks(memory_jobs, venv_python), strict=True):
-            memory.append(
-                {
-                    "store": job["store"],
-                    "method": job["method"],
-                    "rows": job["rows"],
-                    "frame_bytes": frame_bytes_of[job["rows"]],
-                    "push": peaks["push"],
-                    "pull": peaks["pull"],
-                    "peak_bytes": max(peaks["push"]["upper"], peaks["pull"]["upper"]),
-                    "peak_sampled_bytes": max(peaks["push"]["sampled"], peaks["pull"]["sampled"]),
-                }
-            )
-    for entry in memory:
-        entry["ratio"] = entry["peak_bytes"] / entry["frame_bytes"]
-        entry["ratio_sampled"] = entry["peak_sampled_bytes"] / entry["frame_bytes"]
+        if run_memory:
+            memory = frame_memory(memory_jobs, _memory_peaks(memory_jobs, venv_python), frames)
+        else:
+            # The caller runs this Python's jobs with its own, in one child; the venv's run here.
+            deferred = [job for job in memory_jobs if not job.get("own_venv")]
+            own = [job for job in memory_jobs if job.get("own_venv")]
+            memory = frame_memory(own, _memory_peaks(own, venv_python), frames)
     return {
         "frames": frames,
         "timings": timings,
         "memory": memory,
         "unavailable": [{"store": s, "method": m, "reason": r} for (s, m), r in unavailable.items()],
         "notes": notes,
+        # Left for the caller to measure with its own jobs, in the same process, when not run here.
+        "memory_jobs": deferred,
     }
 
 
@@ -260,8 +254,35 @@ def _memory_peaks(jobs: list[dict[str, Any]], venv_python: str | None) -> list[d
         python = venv_python if own else sys.executable
         if group:
             assert python is not None, "memory jobs for a venv that was not built"
-            answers.update(zip(map(id, group), run_jobs(group, python), strict=True))
+            answers.update(zip(map(id, group), run_jobs(group, "round trips", python=python), strict=True))
     return [answers[id(job)] for job in jobs]
+
+
+def frame_memory(
+    jobs: list[dict[str, Any]], results: list[dict[str, Any]], frames: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The memory entries of frame round trips, from the memory pass's peaks."""
+    frame_bytes_of = {f["rows"]: f["memory_bytes"] for f in frames}
+    memory = []
+    for job, peaks in zip(jobs, results, strict=True):
+        peak = max(peaks["push"]["upper"], peaks["pull"]["upper"])
+        sampled = max(peaks["push"]["sampled"], peaks["pull"]["sampled"])
+        frame_bytes = frame_bytes_of[job["rows"]]
+        memory.append(
+            {
+                "store": job["store"],
+                "method": job["method"],
+                "rows": job["rows"],
+                "frame_bytes": frame_bytes,
+                "push": peaks["push"],
+                "pull": peaks["pull"],
+                "peak_bytes": peak,
+                "peak_sampled_bytes": sampled,
+                "ratio": peak / frame_bytes,
+                "ratio_sampled": sampled / frame_bytes,
+            }
+        )
+    return memory
 
 
 def bench_small_values(config: BenchConfig) -> list[dict[str, Any]]:
@@ -412,11 +433,22 @@ def run(config: BenchConfig, servers: LocalServers) -> dict[str, Any]:
             for scheme, bucket in buckets.items():
                 servers.create_bucket(scheme, bucket)
                 created.append((scheme, bucket))
-            result.update(bench_frames(config, buckets))
-            _progress("small values")
-            result["small_values"] = bench_small_values(config)
+            if config.scale_only:
+                result.update(frames=[], timings=[], memory=[], unavailable=[], notes=[], small_values=[])
+            else:
+                # With the scale series, one memory pass measures both: a child costs a minute to start.
+                result.update(bench_frames(config, buckets, run_memory=not config.scale))
+            pending = result.pop("memory_jobs", [])
+            if config.scale:
+                _progress("the scale series")
+                result["scale"] = run_scale(config, buckets, result, pending)
+            if not config.scale_only:
+                _progress("small values")
+                result["small_values"] = bench_small_values(config)
             result["ratios"] = compute_ratios(result, config.stores)
             result["targets"] = [{**t, "link": "loopback"} for t in evaluate_targets(result)]
+            if config.scale:
+                result["targets"] += scale_targets(result)
             if "shaped" in config.links:
                 _progress("the round trips again, over the shaped link")
                 result["shaped"] = shaped = run_shaped(config, servers, buckets)
