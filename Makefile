@@ -101,4 +101,4 @@ lock:
 	npm install --package-lock-only --no-audit --no-fund
 
 clean:
-	rm -rf $(VENV) $(DBT_VENV) $(DBT_PROJECT)/target $(DBT_PROJECT)/logs node_modules .airflow .pytest_cache
+	rm -rf $(VENV) $(DBT_VENV) $(DBT_PROJECT)/target $(DBT_PROJECT)/logs node_modules .venv-commonio-s3 .airflow .pytest_cache
