@@ -47,10 +47,11 @@ test: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest --durations=15 --ignore=tests/e2e/test_browser.py -m "not celery and not slow"
 
-# The catalogue at the production threshold on the four stores and the benchmark's smoke run (with the
-# shaped link as root): ~8 min on 2 cores, so CI runs them as a step of their own.
+# Every test marked slow: the tutorial matrix on SQLite, the catalogue at the production threshold on
+# the four stores, the benchmark's smoke run (with the shaped link as root) and its common.io venv
+# build: ~10 min on 2 cores, so CI runs them as a step of their own.
 test-slow: setup
-	$(BIN)/pytest -m slow tests/stores/test_backend_contract.py tests/project/test_bench_smoke.py
+	$(BIN)/pytest --durations=10 -m slow
 
 # Needs Debian's chromium (`apt-get install -y chromium`); skipped without it, except under CI=1.
 test-browser: setup

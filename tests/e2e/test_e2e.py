@@ -23,8 +23,9 @@ from tools.pokeapi_standin import PokeApiStandin
 from tools.servers.postgres import SQL_ALCHEMY_CONN
 
 # The first test waits for the module's 16 `airflow dags test` runs (two at a time), ~70 s each on a
-# loaded 2-core machine: more than the suite's 600 s per test.
-pytestmark = [pytest.mark.stores, pytest.mark.e2e, pytest.mark.timeout(1200)]
+# loaded 2-core machine: more than the suite's 600 s per test. Three minutes on SQLite even on a quiet
+# machine, so it runs in `make test-slow` (and on PostgreSQL in `make test-postgres`).
+pytestmark = [pytest.mark.stores, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 POKEAPI_DATA = Path(__file__).resolve().parents[1] / "data" / "pokeapi"
 
