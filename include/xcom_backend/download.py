@@ -28,6 +28,15 @@ CHUNK_BYTES = 4 * 1024 * 1024
 READ_BYTES = 1024 * 1024
 
 
+def sought(position: int, end: int, offset: int, whence: int) -> int:
+    """The position a file's ``seek(offset, whence)`` moves to, from ``position`` in ``end`` bytes."""
+    if whence == io.SEEK_SET:
+        return offset
+    if whence == io.SEEK_CUR:
+        return position + offset
+    return end + offset
+
+
 class TruncatedDownload(ConnectionError):
     """The store sent fewer bytes than it announced, or left a gap: the download is retried."""
 
@@ -62,12 +71,7 @@ class Download(ABC):
         return length
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._position = offset
-        elif whence == io.SEEK_CUR:
-            self._position += offset
-        else:
-            self._position = self._end + offset
+        self._position = sought(self._position, self._end, offset, whence)
         return self._position
 
     def tell(self) -> int:
@@ -251,12 +255,7 @@ class ChunkFile(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._position = offset
-        elif whence == io.SEEK_CUR:
-            self._position += offset
-        else:
-            self._position = self.download.size + offset
+        self._position = sought(self._position, self.download.size, offset, whence)
         return self._position
 
     def tell(self) -> int:
