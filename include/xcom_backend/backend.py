@@ -58,6 +58,7 @@ from include.xcom_backend.upload import StreamingCodec, stream_upload
 
 log = logging.getLogger(__name__)
 
+_AS_IS = frozenset({int, float, bool, type(None)})
 # The JSON of every scalar database.scalar_is_kept accepts is shorter than this.
 _SMALL_SCALAR_BYTES = 32
 
@@ -92,7 +93,8 @@ class ObjectStoreXComBackend(BaseXCom):
     ) -> Any:
         if database.scalar_is_kept(value) and threshold_bytes() > _SMALL_SCALAR_BYTES:
             metrics.incr(cls._first_store(), "kept_in_db")
-            return BaseXCom.serialize_value(value)  # flags and counts: the database, at Airflow's cost
+            # Flags and counts: Airflow's serializer returns None, a bool or an int as it is.
+            return value
         settings = Settings.from_env()
         codec = cls._codec_for(value, settings)
         where = _describe(dag_id, task_id, map_index, key)
@@ -103,7 +105,8 @@ class ObjectStoreXComBackend(BaseXCom):
             "map_index": -1 if map_index is None else map_index,
             "key": key or "return_value",
         }
-        if isinstance(codec, StreamingCodec) and not codec.in_database and not codec.compressible:
+        # The attributes first: a runtime Protocol check costs more than keeping a small value.
+        if not codec.in_database and not codec.compressible and isinstance(codec, StreamingCodec):
             # Encoded while it uploads (upload.py): the bytes never exist whole, the sha256 is
             # computed as they pass.
             object_name = object_key(settings.key_prefix, extension=codec.extension, **ids)
@@ -200,6 +203,8 @@ class ObjectStoreXComBackend(BaseXCom):
     @classmethod
     def deserialize_value(cls, result: Any) -> Any:
         raw = result.value
+        if type(raw) in _AS_IS:
+            return raw  # what Airflow's deserializer returns for them
         if isinstance(raw, dict) and ROW_KEY in raw:
             reference = Reference.parse(raw)
             if reference is None:

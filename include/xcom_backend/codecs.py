@@ -38,10 +38,19 @@ def is_pandas_object(value: Any) -> bool:
 _LEAVES = frozenset({str, int, float, bool, type(None)})
 
 
-def _check_json_value(value: Any) -> list[Any]:
+@dataclass
+class _Scan:
+    frames: list[Any]  # the DataFrames found, to be verified
+    # Made only of dicts (with str keys), lists and the leaves, exactly those types: Airflow's
+    # serializer would return an equal copy of it, so it is its own serialized form.
+    plain: bool
+
+
+def _check_json_value(value: Any) -> _Scan:
     """Refuse what Airflow's serializer would silently change: non-string keys, its reserved keys,
-    and Decimals it would round through a float. Returns the DataFrames found, to be verified."""
+    and Decimals it would round through a float."""
     frames = []
+    plain = True
     stack = [value]
     while stack:
         item = stack.pop()
@@ -49,32 +58,42 @@ def _check_json_value(value: Any) -> list[Any]:
         # Exact-type tests first: plain leaves and containers are nearly every value, and cheap.
         if kind in _LEAVES:
             continue
-        if kind is list or kind is tuple:
+        if kind is list:
+            stack.extend(item)
+        elif kind is tuple:
+            plain = False
             stack.extend(item)
         elif isinstance(item, dict):
+            plain = plain and kind is dict
             for k, v in item.items():
-                if type(k) is not str and not isinstance(k, str):
-                    raise UnsupportedValue(
-                        f"dict key {k!r} of type {type(k).__name__} would come back as a string; "
-                        "use string keys"
-                    )
+                if type(k) is not str:
+                    if not isinstance(k, str):
+                        raise UnsupportedValue(
+                            f"dict key {k!r} of type {type(k).__name__} would come back as a string; "
+                            "use string keys"
+                        )
+                    plain = False
                 if k in _RESERVED_KEYS:
                     raise UnsupportedValue(f"dict key {k!r} is reserved by Airflow's serializer")
                 if type(v) not in _LEAVES:
                     stack.append(v)
             if "__var" in item and "__type" in item:
                 raise UnsupportedValue("a dict with both '__var' and '__type' keys is Airflow's envelope")
-        elif isinstance(item, decimal.Decimal):
-            exponent = item.as_tuple().exponent
-            if isinstance(exponent, int) and exponent < 0 and decimal.Decimal(str(float(item))) != item:
-                raise UnsupportedValue(f"Decimal {item} would lose digits through Airflow's float encoding")
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
-        elif is_pandas_object(item):
-            frames.append(item)
-        elif (row := type_row(item)) is not None:
-            raise UnsupportedValue(row.refusal or f"{row.package}.{row.name} {_WHOLE_VALUE_ONLY}")
-    return frames
+        else:
+            plain = False
+            if isinstance(item, decimal.Decimal):
+                exponent = item.as_tuple().exponent
+                if isinstance(exponent, int) and exponent < 0 and decimal.Decimal(str(float(item))) != item:
+                    raise UnsupportedValue(
+                        f"Decimal {item} would lose digits through Airflow's float encoding"
+                    )
+            elif isinstance(item, list | tuple | set | frozenset):
+                stack.extend(item)
+            elif is_pandas_object(item):
+                frames.append(item)
+            elif (row := type_row(item)) is not None:
+                raise UnsupportedValue(row.refusal or f"{row.package}.{row.name} {_WHOLE_VALUE_ONLY}")
+    return _Scan(frames, plain)
 
 
 _WHOLE_VALUE_ONLY = "has no JSON form; a *Pandas backend stores one as an XCom's whole value only"
@@ -90,7 +109,7 @@ def _verify_frames(frames: list[Any], structure: Any) -> None:
     for frame in frames:
         if isinstance(frame, pd.Series):
             raise UnsupportedValue("Airflow's JSON encoding has no Series; use a *Pandas backend")
-    decoded = _check_json_value(deserialize(structure))
+    decoded = _check_json_value(deserialize(structure)).frames
     for frame, back in zip(frames, decoded, strict=True):
         try:
             pd.testing.assert_frame_equal(frame, back, check_exact=True, check_freq=True)
@@ -121,10 +140,12 @@ class JSONCodec:
         from airflow.sdk.serde import serialize
 
         try:
-            frames = _check_json_value(value)
+            scan = _check_json_value(value)
+            if scan.plain:
+                return value
             structure = serialize(value)
-            if frames:
-                _verify_frames(frames, structure)
+            if scan.frames:
+                _verify_frames(scan.frames, structure)
             return structure
         except RecursionError:
             raise UnsupportedValue("the value is nested too deeply for JSON") from None
@@ -149,10 +170,21 @@ class JSONCodec:
         structure = self.to_structure(value)
         return Encoded(self.dumps(structure), structure)
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes | str) -> Any:
+        structure = json.loads(data)
+        if not _may_hold_envelope(data):
+            return structure  # deserialize would return an equal copy: no key names a class
         from airflow.sdk.serde import deserialize
 
-        return deserialize(json.loads(data))
+        return deserialize(structure)
+
+
+def _may_hold_envelope(text: bytes | str) -> bool:
+    """Whether JSON text may hold a key of Airflow's envelopes (``__classname__``, ``__type``...):
+    every such key starts with two underscores, which the text holds as they are or escaped."""
+    if isinstance(text, str):
+        return '"__' in text or "\\u005" in text
+    return b'"__' in text or b"\\u005" in text
 
 
 class NumpyCodec:

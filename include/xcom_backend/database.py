@@ -107,8 +107,8 @@ def stored_form(structure: Any, json_text: bytes) -> Any:
     return WRAPPED_PREFIX + json_text.decode("ascii")
 
 
-def wrapped_json(raw: Any) -> bytes | None:
+def wrapped_json(raw: Any) -> str | None:
     """The JSON text inside a wrapped value, or None if ``raw`` is not one."""
     if isinstance(raw, str) and raw.startswith(WRAPPED_PREFIX):
-        return raw[len(WRAPPED_PREFIX) :].encode("utf-8", "surrogatepass")
+        return raw[len(WRAPPED_PREFIX) :]
     return None

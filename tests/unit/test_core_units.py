@@ -3,10 +3,13 @@ mirror's read order."""
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import enum
 import json
 import re
 import warnings
+from typing import Any
 
 import pytest
 
@@ -183,3 +186,51 @@ def test_every_backend_class_is_an_airflow_xcom_backend():
         cls = load(path)
         assert issubclass(cls, BaseXCom)
         assert re.fullmatch(r"[A-Za-z0-9]+", cls.__name__)
+
+
+# Values whose serialized form the JSON codec builds without Airflow's serializer (plain JSON types)
+# and values it must hand to it (tuples, subclasses, classes, envelopes).
+_PLAIN = [{"b": [1, 2.5, None, True], "a": {"x": "y"}}, [[], {}], "text", 2**70, -0.0]
+_NOT_PLAIN = [
+    {"t": (1, 2)},
+    [{1, 2}],
+    {"d": dt.date(2026, 12, 1)},
+    collections.OrderedDict(a=1),
+    [enum.IntEnum("E", "ONE").ONE],
+]
+
+
+def _typed(structure: Any) -> Any:
+    """A structure with every type spelled out, so that equal-but-differently-typed copies differ."""
+    if isinstance(structure, dict):
+        return (type(structure), [(type(k), k, _typed(v)) for k, v in structure.items()])
+    if isinstance(structure, list | tuple):
+        return (type(structure), [_typed(v) for v in structure])
+    return (type(structure), repr(structure))
+
+
+@pytest.mark.parametrize("value", _PLAIN + _NOT_PLAIN, ids=repr)
+def test_the_json_codec_builds_what_airflow_s_serializer_builds_and_reads_it_back_alike(value):
+    from airflow.sdk.serde import deserialize, serialize
+
+    from include.xcom_backend.codecs import JSON_CODEC
+
+    data, structure = JSON_CODEC.encode(value)
+    assert _typed(structure) == _typed(serialize(value))
+    assert _typed(JSON_CODEC.decode(data)) == _typed(deserialize(json.loads(data)))
+    assert _typed(JSON_CODEC.decode(data.decode())) == _typed(deserialize(json.loads(data)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"__classname__":"builtins.tuple","__version__":1,"__data__":[1,2]}',
+        '{"\\u005f_classname__":"builtins.tuple","__version__":1,"__data__":[1,2]}',
+        '{"__type":"tuple","__var":[1,2]}',
+    ],
+)
+def test_json_text_with_an_envelope_still_comes_back_as_the_class_it_names(text):
+    from include.xcom_backend.codecs import JSON_CODEC
+
+    assert JSON_CODEC.decode(text) == (1, 2)
+    assert JSON_CODEC.decode(text.encode()) == (1, 2)
