@@ -28,6 +28,10 @@ def _kms_key_name(text: str) -> str | None:
 
 class GCSStore(ConnectedStore["GCSHook"]):
     scheme = "gcs"
+    # A resumable upload's chunks go one after the other, a round trip each: the client library's
+    # own default chunk of its file writer (google.cloud.storage.fileio), not the 8 MiB parts that
+    # multipart stores upload several at a time.
+    part_size = 40 * 1024 * 1024
 
     def _connect(self) -> GCSHook:
         from airflow.providers.google.cloud.hooks.gcs import GCSHook
