@@ -13,6 +13,7 @@ so that a failed upload leaves no object.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import queue
 import threading
@@ -57,7 +58,10 @@ class PartSink:
         self.part_size = store.part_size
         # Every part, for the mirror stores the bytes go to next (None: parts are dropped once sent).
         self.kept: list[bytes] | None = [] if keep else None
-        self._buffer = bytearray()
+        # A BytesIO rather than a bytearray: a value of one part is handed to the PUT by getvalue(),
+        # which shares the buffer, where bytes(bytearray) would copy it (for GCS's 40 MiB parts, the
+        # value a second time).
+        self._buffer = io.BytesIO()
         self._size = 0
         self._hash = hashlib.sha256()
         # At most this many parts wait for the uploader: the encoder slows down rather than the
@@ -81,21 +85,27 @@ class PartSink:
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if self._failure is not None:
             raise RuntimeError("the upload failed; the encoder stops")  # the upload's error is raised
-        self._buffer += data
-        self._size += len(data)
-        while len(self._buffer) > self.part_size:  # `>`: a value of exactly one part stays one PUT
-            with memoryview(self._buffer) as view:
-                part = bytes(view[: self.part_size])  # one copy, not a bytearray slice and then bytes
-            del self._buffer[: self.part_size]
-            self._send(part)
-        return len(data)
+        written = self._buffer.write(data)
+        self._size += written
+        size = self.part_size
+        if self._buffer.tell() > size:  # `>`: a value of exactly one part stays one PUT
+            with self._buffer.getbuffer() as view:
+                cut = (len(view) - 1) // size * size  # whole parts, leaving at least one byte
+                parts = [bytes(view[start : start + size]) for start in range(0, cut, size)]
+                rest = bytes(view[cut:])
+            self._buffer = io.BytesIO(rest)
+            self._buffer.seek(0, io.SEEK_END)
+            parts.reverse()
+            while parts:  # popped, so that a part sent is no longer held here
+                self._send(parts.pop())
+        return written
 
     # --- the end -------------------------------------------------------------------------------------
     def finish(self) -> Uploaded:
         """Upload what is left and wait for the upload; raises the store's error if it failed."""
         self.closed = True
-        last = bytes(self._buffer)
-        self._buffer = bytearray()
+        last = self._buffer.getvalue()
+        self._buffer = io.BytesIO()
         if self._thread is None:  # one part: a plain PUT, no thread, no multipart
             self._hash.update(last)
             self._keep(last)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import enum
+import hashlib
 import json
+import os
 import re
 import warnings
 from typing import Any
@@ -234,3 +236,41 @@ def test_json_text_with_an_envelope_still_comes_back_as_the_class_it_names(text)
 
     assert JSON_CODEC.decode(text) == (1, 2)
     assert JSON_CODEC.decode(text.encode()) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [[7, 3], [10], [10, 10], [3, 35, 1, 2], [41], [9, 2, 30]],
+    ids=lambda p: "+".join(map(str, p)),
+)
+def test_the_part_sink_cuts_whole_parts_whatever_the_encoder_writes(pieces: list[int]) -> None:
+    from include.xcom_backend.stores.memory import MemoryStore
+    from include.xcom_backend.upload import stream_upload
+
+    sent: list[list[bytes]] = []
+
+    class Recording(MemoryStore):
+        part_size = 10
+
+        def _put_parts(self, key: str, parts: Any, content_type: str, metadata: dict[str, str]) -> None:
+            sent.append(list(parts))
+            super()._put_parts(key, iter(sent[-1]), content_type, metadata)
+
+    data = os.urandom(sum(pieces))
+    store = Recording(f"sink-{len(data)}-{len(pieces)}")
+
+    def write(sink: Any) -> None:
+        start = 0
+        for size in pieces:
+            sink.write(memoryview(data)[start : start + size])
+            start += size
+
+    uploaded, _ = stream_upload(store, "k", "application/octet-stream", write)
+    assert store.get("k") == data
+    assert (uploaded.size, uploaded.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    if len(data) <= 10:
+        assert sent == []  # one part: one PUT
+    else:
+        (parts,) = sent
+        assert [len(p) for p in parts[:-1]] == [10] * (len(parts) - 1)
+        assert 1 <= len(parts[-1]) <= 10
