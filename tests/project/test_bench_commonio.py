@@ -97,3 +97,18 @@ def test_the_lock_installs_into_a_fresh_venv_that_is_then_reused(tmp_path: Path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = commonio_venv.ensure_venv(directory)
     assert again == commonio_venv.Venv(built.python, None), "a built venv was built again"
+
+
+def test_a_cause_uv_wrapped_onto_two_lines_stays_one_message() -> None:
+    # uv wraps a long cause at the terminal's width, here the URL that failed.
+    output = (
+        "error: Request failed after 3 retries in 4.8s\n"
+        "  cause: Failed to fetch:\n"
+        "         http://127.0.0.1:9/simple/opentelemetry-exporter-otlp-common/\n"
+        "  cause: Connection refused (os error 111)\n"
+    )
+    assert commonio_venv._messages(output) == [
+        "error: Request failed after 3 retries in 4.8s",
+        "cause: Failed to fetch: http://127.0.0.1:9/simple/opentelemetry-exporter-otlp-common/",
+        "cause: Connection refused (os error 111)",
+    ]

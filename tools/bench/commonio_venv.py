@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -84,6 +85,20 @@ def _exclusive(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _messages(output: str) -> list[str]:
+    """uv's error and its causes, one each: uv wraps a long cause (a URL) onto indented lines."""
+    messages: list[str] = []
+    for line in output.splitlines():
+        text = line.strip()
+        if not text:
+            continue
+        if messages and line[:1].isspace() and not re.match(r"(cause|caused by|hint|help):", text, re.I):
+            messages[-1] += " " + text
+        else:
+            messages.append(text)
+    return messages
+
+
 def _run(what: str, command: list[str], deadline: float) -> None:
     try:
         proc = subprocess.run(
@@ -96,7 +111,7 @@ def _run(what: str, command: list[str], deadline: float) -> None:
     except subprocess.TimeoutExpired:
         raise VenvUnavailable(f"{what} did not finish within {BUILD_TIMEOUT_S} s") from None
     if proc.returncode != 0:
-        lines = [line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+        lines = _messages(proc.stderr or proc.stdout)
         # uv's first lines say what failed and on which URL, its last one the root cause.
         why = " / ".join(dict.fromkeys(lines[:2] + lines[-1:])) or "no output"
         raise VenvUnavailable(f"{what} exited with {proc.returncode}: {why}")
