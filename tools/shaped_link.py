@@ -80,18 +80,29 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
 
 
 async def _serve(listen: tuple[str, int], target: tuple[str, int], delay_s: float) -> asyncio.Server:
+    # asyncio's streams drop their reference to a connection's task once the client side is lost,
+    # and the loop holds tasks weakly: without this set, a connection still pumping the other way
+    # would be garbage-collected mid-copy ("Task was destroyed but it is pending").
+    connections: set[asyncio.Task[None]] = set()
+
     async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connections.add(task)
+        task.add_done_callback(connections.discard)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*target)
         except OSError:
             client_writer.transport.abort()
             return
-        await asyncio.gather(
-            _pump(client_reader, upstream_writer, delay_s),
-            _pump(upstream_reader, client_writer, delay_s),
-        )
-        for writer in (client_writer, upstream_writer):
-            writer.close()
+        try:
+            await asyncio.gather(
+                _pump(client_reader, upstream_writer, delay_s),
+                _pump(upstream_reader, client_writer, delay_s),
+            )
+        finally:
+            for writer in (client_writer, upstream_writer):
+                writer.close()
 
     return await asyncio.start_server(handle, *listen, reuse_address=True)
 

@@ -71,3 +71,30 @@ def test_the_bounds_are_inclusive() -> None:
     assert judge_linearity(times, bounds=(slope, slope))["status"] == "PASS"
     assert judge_linearity(times, bounds=(slope - 0.1, math.nextafter(slope, 0)))["status"] == "MISS"
     assert judge_linearity(times, bounds=(math.nextafter(slope, 2), slope + 0.1))["status"] == "MISS"
+
+
+def test_missed_scale_targets_are_reported_but_not_profiled() -> None:
+    # A series has no single round trip to profile: profiling one would build a frame of `rows`,
+    # which a scale target does not have (None), and crash the run before it writes anything.
+    from tools.bench.config import BenchConfig
+    from tools.bench.profiling import profile_misses
+
+    result = {
+        "targets": [
+            {
+                "target": "scale: largest peak extra memory / value over the series (at 10,000 rows)",
+                "store": "gcs",
+                "rows": None,
+                "status": "MISS",
+                "link": "loopback",
+            },
+            {
+                "target": "scale: log-log slope of time on rows, 1,000,000..10,000,000",
+                "store": "gcs",
+                "rows": 10_000_000,
+                "status": "MISS",
+                "link": "loopback",
+            },
+        ]
+    }
+    assert profile_misses(result, BenchConfig(), {}) == []
