@@ -25,7 +25,7 @@ from tests.support.airflow_process import (
 )
 from tools.airflow_settings import DEFAULT_FILE, load
 
-pytestmark = pytest.mark.stores
+pytestmark = [pytest.mark.stores, pytest.mark.slow]
 
 TUTORIAL_DAGS = ("simple_xcom_dag", "fetch_pokemon_data_dag")
 

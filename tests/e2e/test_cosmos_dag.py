@@ -40,7 +40,7 @@ DBT_TASKS = [
     "dbt_pokemon.pokemon_xp_per_height.test",
 ]
 
-pytestmark = [pytest.mark.e2e, pytest.mark.stores]
+pytestmark = [pytest.mark.e2e, pytest.mark.stores, pytest.mark.slow]
 
 
 def require_dbt() -> None:

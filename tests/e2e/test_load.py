@@ -39,6 +39,7 @@ PANDAS_BACKENDS = {scheme: TABLE[scheme].pandas_backend for scheme in SERVED}
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_200_mapped_pushes_give_200_distinct_objects_and_intact_values(
     airflow_db, local_stores, new_bucket, tmp_path, reset_stores
 ):

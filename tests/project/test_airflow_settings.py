@@ -392,6 +392,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
     return result
 
 
+@pytest.mark.slow
 def test_apply_writes_into_a_real_airflow_database(tmp_path: Path) -> None:
     # A database of its own rather than the session's `airflow_db`: this writes connections under the
     # ids other tests rely on. Each step runs in its own process because Airflow reads AIRFLOW_HOME when
