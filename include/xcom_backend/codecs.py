@@ -1,5 +1,5 @@
-"""How values become bytes and come back: JSON for general values; for the pandas backends, Parquet
-(or CSV) for pandas objects and a format of their own for numpy, pyarrow, polars and bytes values.
+"""How values become bytes and come back: JSON for general values; for the pandas backends, Feather
+(or Parquet, or CSV) for pandas objects and a format of their own for numpy, pyarrow, polars and bytes values.
 
 A codec owns its format: extension, content type, whether its values may stay in Airflow's database
 and whether compression applies. The codec is chosen from the value's exact type when writing
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from include.xcom_backend.codec_base import Codec, Encoded, UnsupportedValue
-from include.xcom_backend.frames import CSVCodec, ParquetCodec
+from include.xcom_backend.frames import CSVCodec, FeatherCodec, ParquetCodec
 
 _RESERVED_KEYS = frozenset({"__classname__", "__version__", "__data__", "__id__"})
 
@@ -377,6 +377,7 @@ CODECS: dict[str, Codec] = {
     codec.extension: codec
     for codec in (
         JSONCodec(),
+        FeatherCodec(),
         ParquetCodec(),
         CSVCodec(),
         *(row.codec for row in TYPES if row.codec is not None),
@@ -384,7 +385,11 @@ CODECS: dict[str, Codec] = {
 }
 JSON_CODEC = CODECS[".json"]
 # The pandas format setting -> the codec of DataFrames and Series.
-FRAME_CODECS: dict[str, Codec] = {"parquet": CODECS[".parquet"], "csv": CODECS[".csv"]}
+FRAME_CODECS: dict[str, Codec] = {
+    "feather": CODECS[".feather"],
+    "parquet": CODECS[".parquet"],
+    "csv": CODECS[".csv"],
+}
 
 
 class UnknownFormat(ValueError):

@@ -1,4 +1,5 @@
-"""The pandas backends' formats for DataFrames and Series: Parquet (exact) and CSV (the tutorial's)."""
+"""The pandas backends' formats for DataFrames and Series: Feather and Parquet (exact), CSV (the
+tutorial's)."""
 
 from __future__ import annotations
 
@@ -12,31 +13,23 @@ if TYPE_CHECKING:
     from include.xcom_backend.download import ChunkedDownload
 
 
-class ParquetCodec:
-    """Parquet through pyarrow, with what pyarrow's pandas metadata leaves out recorded beside it.
+class _FrameTable:
+    """A DataFrame or Series as an Arrow table and back, with what pyarrow's pandas metadata leaves
+    out recorded in the table's schema metadata.
 
     pyarrow restores dtypes (nullable, string, category, tz-aware, timedelta), column names and every
-    index kind; this codec adds the RangeIndex of columns, object columns holding Python objects,
-    the index frequency, `attrs`, and Series (stored as one column, returned as a Series).
+    index kind; this adds the RangeIndex of columns, object columns holding Python objects, the index
+    frequency, `attrs`, and Series (stored as one column, returned as a Series).
     """
 
-    extension = ".parquet"
-    content_type = "application/vnd.apache.parquet"
-    in_database = False  # a frame's exact dtypes live in the Parquet file only
-    compressible = False  # compressed inside, per column
     _META = b"xcom_backend"
+    _format = "Arrow"  # named in a refusal
 
-    # lz4 and no column statistics: encode + decode of 1M mixed rows takes a third of the time of
-    # pyarrow's defaults for a 3% larger file (docs/benchmarks.md); nothing reads these statistics.
-    def __init__(self, compression: str = "lz4") -> None:
-        self.compression = compression
-
-    def write(self, value: Any, sink: BinaryIO) -> None:
-        """Encode ``value`` into ``sink`` as the Parquet file is written (upload.py streams it)."""
+    def _table_of(self, value: Any) -> tuple[Any, dict[str, Any]]:
+        """The value as a table, and the metadata to record beside pyarrow's (`_with_meta`)."""
         import numpy as np
         import pandas as pd
         import pyarrow as pa
-        import pyarrow.parquet as pq
         from airflow.sdk.serde import serialize
 
         meta: dict[str, Any] = {"v": 1, "kind": "frame"}
@@ -57,13 +50,79 @@ class ParquetCodec:
         if frame.attrs:
             meta["attrs"] = serialize(frame.attrs)
         try:
-            table = pa.Table.from_pandas(frame)
+            return pa.Table.from_pandas(frame), meta
         except (pa.ArrowException, ValueError, TypeError) as exc:
-            raise UnsupportedValue(f"Parquet cannot store it: {exc}") from None
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), self._META: json.dumps(meta)})
+            raise UnsupportedValue(f"{self._format} cannot store it: {exc}") from None
+
+    def _with_meta(self, table: Any, meta: dict[str, Any]) -> Any:
+        return table.replace_schema_metadata({**(table.schema.metadata or {}), self._META: json.dumps(meta)})
+
+    @classmethod
+    def _meta_of(cls, table: Any) -> dict[str, Any]:
+        return dict(json.loads((table.schema.metadata or {}).get(cls._META, b"{}")))
+
+    def _value_of(self, table: Any) -> Any:
+        """The DataFrame or Series a decoded table holds, with what this codec recorded restored."""
+        import pandas as pd
+        from airflow.sdk.serde import deserialize
+
+        meta = self._meta_of(table)
+        # pyarrow turns object columns into `str` or numpy arrays; rebuild the Python objects.
+        objects = {i: table.column(i).to_pylist() for i in meta.get("object_columns", [])}
+        # self_destruct frees each column once converted, so the table and the frame never both
+        # exist whole. (A crash once blamed on it was tracemalloc racing Arrow's threads,
+        # python/cpython#128679, docs/repro/.)
+        frame = table.to_pandas(split_blocks=True, self_destruct=True)
+        del table
+        for position, values in objects.items():
+            frame.isetitem(position, pd.Series(values, index=frame.index, dtype=object))
+        if "range_columns" in meta:
+            frame.columns = pd.RangeIndex(*meta["range_columns"], name=frame.columns.name)
+        if "index_freq" in meta:
+            frame.index.freq = meta["index_freq"]
+        if "attrs" in meta:
+            frame.attrs = deserialize(meta["attrs"])
+        if meta.get("kind") == "series":
+            series = frame.iloc[:, 0]
+            series.name = deserialize(meta["series_name"])
+            return series
+        return frame
+
+
+def _text_columns(table: Any) -> list[int]:
+    import pyarrow as pa
+
+    return [
+        i
+        for i, f in enumerate(table.schema)
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    ]
+
+
+class ParquetCodec(_FrameTable):
+    """Parquet through pyarrow: the format other tools read, and the store's smallest file."""
+
+    extension = ".parquet"
+    content_type = "application/vnd.apache.parquet"
+    in_database = False  # a frame's exact dtypes live in the Parquet file only
+    compressible = False  # compressed inside, per column
+    _format = "Parquet"
+
+    # lz4 and no column statistics: encode + decode of 1M mixed rows takes a third of the time of
+    # pyarrow's defaults for a 3% larger file (docs/benchmarks.md); nothing reads these statistics.
+    def __init__(self, compression: str = "lz4") -> None:
+        self.compression = compression
+
+    def write(self, value: Any, sink: BinaryIO) -> None:
+        """Encode ``value`` into ``sink`` as the Parquet file is written (upload.py streams it)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table, meta = self._table_of(value)
+        table = self._with_meta(table, meta)
         # Dictionary encoding pays off for text, not for numbers and timestamps.
-        textual = (pa.types.is_string, pa.types.is_large_string, pa.types.is_dictionary)
-        text = [f.name for f in table.schema if any(check(f.type) for check in textual)]
+        text = [table.schema.field(i).name for i in _text_columns(table)]
+        text += [f.name for f in table.schema if pa.types.is_dictionary(f.type)]
         # Written straight into the sink (a BytesIO, or the upload's parts): no second copy of the
         # file as with an Arrow buffer.
         pq.write_table(
@@ -106,32 +165,90 @@ class ParquetCodec:
         del groups
         return self._value_of(table)
 
-    def _value_of(self, table: Any) -> Any:
-        """The DataFrame or Series a decoded table holds, with what this codec recorded restored."""
-        import pandas as pd
-        from airflow.sdk.serde import deserialize
 
-        meta = json.loads((table.schema.metadata or {}).get(self._META, b"{}"))
-        # pyarrow turns object columns into `str` or numpy arrays; rebuild the Python objects.
-        objects = {i: table.column(i).to_pylist() for i in meta.get("object_columns", [])}
-        # self_destruct frees each column once converted, so the table and the frame never both
-        # exist whole. (A crash once blamed on it was tracemalloc racing Arrow's threads,
-        # python/cpython#128679, docs/repro/.)
-        frame = table.to_pandas(split_blocks=True, self_destruct=True)
-        del table
-        for position, values in objects.items():
-            frame.isetitem(position, pd.Series(values, index=frame.index, dtype=object))
-        if "range_columns" in meta:
-            frame.columns = pd.RangeIndex(*meta["range_columns"], name=frame.columns.name)
-        if "index_freq" in meta:
-            frame.index.freq = meta["index_freq"]
-        if "attrs" in meta:
-            frame.attrs = deserialize(meta["attrs"])
-        if meta.get("kind") == "series":
-            series = frame.iloc[:, 0]
-            series.name = deserialize(meta["series_name"])
-            return series
-        return frame
+class FeatherCodec(_FrameTable):
+    """Feather (the Arrow IPC file format) with lz4-compressed buffers: the default.
+
+    Arrow's own layout, so encoding is mostly copying and decoding nearly free: encode + decode of
+    the benchmark's 1M mixed rows take about half of Parquet's time, for a file of about the same
+    size (docs/benchmarks.md). `pd.read_feather` and polars read the objects too.
+    """
+
+    extension = ".feather"
+    content_type = "application/vnd.apache.arrow.file"
+    in_database = False
+    compressible = False  # compressed inside, per buffer
+    _format = "Feather"
+    _BATCH_ROWS = 65_536  # record batches a reader decodes one at a time (decode_download)
+    # Text columns are written dictionary-encoded when at most this share of their values is
+    # distinct: the usual low-cardinality text shrinks by the repeats, unique ids are left as they are.
+    _DICTIONARY_SHARE = 0.5
+    _MAGIC = 8  # "ARROW1" and its padding: what precedes the IPC stream inside a file
+
+    def write(self, value: Any, sink: BinaryIO) -> None:
+        """Encode ``value`` into ``sink`` batch by batch (upload.py streams it)."""
+        import pyarrow as pa
+
+        table, meta = self._table_of(value)
+        encoded = []
+        for i in _text_columns(table):
+            column = table.column(i)
+            dictionary = column.dictionary_encode()
+            distinct = max((len(chunk.dictionary) for chunk in dictionary.chunks), default=0)
+            if distinct <= self._DICTIONARY_SHARE * len(column):
+                table = table.set_column(i, table.schema.field(i).with_type(dictionary.type), dictionary)
+                encoded.append(i)
+        meta["dictionary_text"] = encoded  # cast back to text when read, so pandas sees no category
+        table = self._with_meta(table, meta)
+        options = pa.ipc.IpcWriteOptions(compression="lz4", unify_dictionaries=True)
+        with pa.ipc.new_file(sink, table.schema, options=options) as writer:
+            writer.write_table(table, max_chunksize=self._BATCH_ROWS)
+
+    def encode(self, value: Any) -> Encoded:
+        sink = io.BytesIO()
+        self.write(value, sink)
+        return Encoded(sink.getvalue())
+
+    def decode(self, data: bytes) -> Any:
+        import pyarrow as pa
+
+        return self._value_of(self._text_restored(pa.ipc.open_file(pa.BufferReader(data)).read_all()))
+
+    def decode_download(self, download: ChunkedDownload) -> Any:
+        """Read the file's stream batch by batch from the download's chunks, letting go of the chunks
+        each batch has passed, so the file and the decoded frame are never both whole in memory.
+
+        A Feather file is the IPC stream between a magic header and a footer, so it is read front to
+        back as a stream: no seek to the footer, and every byte behind the reader is done with."""
+        import pyarrow as pa
+
+        file = download.file()
+        file.seek(self._MAGIC)
+        reader = pa.ipc.open_stream(file)
+        batches = []
+        while True:
+            try:
+                batches.append(reader.read_next_batch())
+            except StopIteration:
+                break
+            download.release_before(file.tell())
+        schema = reader.schema
+        del reader
+        download.release_before(download.size)
+        table = pa.Table.from_batches(batches, schema=schema)
+        del batches
+        # Rebound, not kept: a table still holding the columns would stop to_pandas(self_destruct)
+        # from freeing each one as it is converted.
+        table = self._text_restored(table)
+        return self._value_of(table)
+
+    def _text_restored(self, table: Any) -> Any:
+        """The table with its dictionary-encoded text columns as text again."""
+        for i in self._meta_of(table).get("dictionary_text", []):
+            field = table.schema.field(i)
+            text = field.type.value_type
+            table = table.set_column(i, field.with_type(text), table.column(i).cast(text))
+        return table
 
 
 def _row_group_start(row_group: Any) -> int:

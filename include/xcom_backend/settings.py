@@ -87,7 +87,7 @@ _environ_get = _environ_getter()
 _SHARED = (
     Option("threshold_bytes", "0", legacy="XCOM_BACKEND_THRESHOLD_BYTES"),
     Option("compression", "none", legacy="XCOM_BACKEND_COMPRESSION"),
-    Option("pandas_format", "parquet", legacy="XCOM_BACKEND_PANDAS_FORMAT"),
+    Option("pandas_format", "feather", legacy="XCOM_BACKEND_PANDAS_FORMAT"),
     Option("key_prefix", "xcom", legacy="XCOM_BACKEND_KEY_PREFIX"),
     # Off: a stored value's row (what the UI's XCom tab shows) says only its type, size and format.
     Option("preview", "true"),

@@ -21,6 +21,7 @@ import pytest
 
 from include.xcom_backend.registry import TABLE
 from tests.conftest import AirflowDb, stores_required
+from tests.support.xcom_calls import FRAME_EXTENSION
 from tools.dagrun import DagTestResult, airflow_env, run_dag_test
 from tools.pokeapi_standin import DEFAULT_DATA_DIR, PokeApiStandin
 from tools.servers import LocalServers
@@ -123,7 +124,7 @@ def test_run_succeeds_with_each_dbt_model_and_its_tests_as_tasks(cosmos_run: Cos
 def test_dataframe_went_through_the_minio_backend(cosmos_run: CosmosRun) -> None:
     assert cosmos_run.result.state == "success", cosmos_run.result.output[-20000:]
     extract_objects = [key for key in cosmos_run.xcom_keys if "/extract_pokemon/" in key]
-    assert len(extract_objects) == 1 and extract_objects[0].endswith(".parquet"), cosmos_run.xcom_keys
+    assert len(extract_objects) == 1 and extract_objects[0].endswith(FRAME_EXTENSION), cosmos_run.xcom_keys
 
 
 def test_mart_holds_xp_per_height_of_each_pokemon(cosmos_run: CosmosRun) -> None:

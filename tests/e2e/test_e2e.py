@@ -17,6 +17,7 @@ import pytest
 
 from include.xcom_backend.reference import Reference
 from tests.support.dagruns import xcom_rows
+from tests.support.xcom_calls import FRAME_EXTENSION
 from tools.dagrun import airflow_env
 from tools.demo import BACKENDS, DAGS, DemoRun, run_matrix
 from tools.pokeapi_standin import PokeApiStandin
@@ -117,7 +118,7 @@ def test_pokemon_dag_passes_the_dataframe_through_the_bucket(runs, backend):
     frame_ref = references["calculate_xp_per_height"]
     assert frame_ref.key in run.objects
     is_pandas_backend = backend.endswith("Pandas")
-    assert frame_ref.extension == (".parquet" if is_pandas_backend else ".json")
+    assert frame_ref.extension == (FRAME_EXTENSION if is_pandas_backend else ".json")
     frame = _load(backend).read(frame_ref)
     pd.testing.assert_frame_equal(frame, _expected_frame(), check_exact=True)
 

@@ -229,7 +229,7 @@ def test_frames_go_to_the_store_even_under_the_threshold(path, monkeypatch):
     monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__THRESHOLD_BYTES", "1000000")
     frame = pd.DataFrame({"a": pd.array([1, None], dtype="Int64")})
     stored = push(load(path), frame)
-    assert Reference.parse(stored).extension == ".parquet"
+    assert Reference.parse(stored).extension == xcom_calls.FRAME_EXTENSION
     assert_same(frame, pull(load(path), stored))
 
 

@@ -1,6 +1,6 @@
 """Downloads stream into the backend's own buffer on every store: the bytes, hashed as they come,
 are the object's at every size around a chunk's; a response broken off part way is fetched again
-under the retry policy, with a fresh buffer, in bounded time; a Parquet frame read from the
+under the retry policy, with a fresh buffer, in bounded time; a frame (Feather or Parquet) read from the
 chunks comes back exactly, and a corrupted one names its reference."""
 
 from __future__ import annotations
@@ -98,16 +98,18 @@ def test_a_download_broken_off_every_time_fails_unreachable_within_the_bound(
 
 
 @pytest.mark.usefixtures("xcom_table")
+@pytest.mark.parametrize("frame_format", ["feather", "parquet"])
 @pytest.mark.parametrize("scheme", SERVED)
-def test_a_parquet_frame_of_several_row_groups_round_trips_and_a_corrupted_one_names_its_reference(
-    scheme, use_new_bucket
+def test_a_frame_of_several_batches_round_trips_and_a_corrupted_one_names_its_reference(
+    scheme, frame_format, use_new_bucket, monkeypatch
 ):
     pd = pytest.importorskip("pandas")
     from tools.bench.data import make_frame
 
+    monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__PANDAS_FORMAT", frame_format)
     use_new_bucket(scheme)
     cls = backend_for(scheme, pandas=True)
-    frame = make_frame(200_000, seed=7)  # four row groups, each several chunks' worth of columns
+    frame = make_frame(200_000, seed=7)  # four batches (row groups), each several chunks' worth
     stored = push(cls, frame)
     pd.testing.assert_frame_equal(pull(cls, stored), frame, check_exact=True)
 

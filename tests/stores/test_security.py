@@ -160,11 +160,14 @@ def stored_pickles(key: str, data: bytes) -> list[str]:
     structures: list[Any] = []
     if codec.extension == ".json":
         structures.append(json.loads(data))
-    elif codec.extension == ".parquet":
+    elif codec.extension in (".parquet", ".feather"):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(pa.BufferReader(data))
+        if codec.extension == ".parquet":
+            table = pq.read_table(pa.BufferReader(data))
+        else:
+            table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
         for meta_key, meta_value in (table.schema.metadata or {}).items():
             structures.append(json.loads(meta_value))
             if is_pickle(meta_value):

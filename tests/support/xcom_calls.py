@@ -28,13 +28,17 @@ from typing import Any
 from unittest import mock
 
 from include.xcom_backend import ObjectStoreXComBackend
+from include.xcom_backend.codecs import FRAME_CODECS
 from include.xcom_backend.reference import Reference
 from include.xcom_backend.registry import open_store
+from include.xcom_backend.settings import OPTIONS
 from include.xcom_backend.stores.base import ObjectStore
 
 # What Airflow hands to deserialize_value: an object with `.value`.
 Row = namedtuple("Row", "value")
 
+# The extension a pandas backend gives a DataFrame under the default settings.
+FRAME_EXTENSION = FRAME_CODECS[OPTIONS["pandas_format"].default].extension
 DAG_ID = "xcom_calls"
 RUN_ID = "xcom_calls_run"
 TASK_ID = "producer"

@@ -84,7 +84,7 @@ def test_an_old_name_still_works_with_one_warning_and_the_new_name_wins(monkeypa
         ("AIRFLOW__XCOM_BACKEND__READ_TIMEOUT", "-1"),
         ("AIRFLOW__XCOM_BACKEND__CONNECT_TIMEOUT", "soon"),
         ("AIRFLOW__XCOM_BACKEND__COMPRESSION", "brotli"),
-        ("AIRFLOW__XCOM_BACKEND__PANDAS_FORMAT", "feather"),
+        ("AIRFLOW__XCOM_BACKEND__PANDAS_FORMAT", "orc"),
         ("AIRFLOW__XCOM_BACKEND__THRESHOLD_BYTES", "64k"),
         ("AIRFLOW__XCOM_BACKEND__PREVIEW", "maybe"),
     ],

@@ -47,7 +47,7 @@ def test_a_pokemon_frame_row_shows_shape_columns_and_head_under_2kb():
     assert stored[ROW_KEY] == str(reference)
     assert stored["type"] == _type_name(frame)
     assert stored["size_bytes"] == len(store.get(reference.key))
-    assert stored["format"] == "parquet"
+    assert stored["format"] == "feather"
     shown = stored["preview"]
     assert shown["shape"] == [1234, 4]
     assert shown["columns"] == ["pokemon", "base_experience", "height", "xp_per_height"]

@@ -14,6 +14,7 @@ from tools.bench.config import (
     LINK_DELAY_MS,
     LINK_RATE,
     LINKS,
+    METHODS,
     PROJECT_ROOT,
     QUICK_ROWS,
     QUICK_SCALE_BYTES,
@@ -66,6 +67,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="only the scale series: no other methods, small values, shaped link or profiles",
     )
+    parser.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated, from {','.join(METHODS)} (default all)",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
     parser.add_argument("--no-profile", action="store_true", help="do not profile missed targets")
     parser.add_argument("--out-dir", type=Path, default=PROJECT_ROOT / "docs", help="where to write (docs/)")
@@ -80,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     links = tuple(link.strip() for link in args.links.split(",") if link.strip())
     if "loopback" not in links or any(link not in LINKS for link in links):
         parser.error(f"--links must include loopback and take only {','.join(LINKS)}, got {args.links!r}")
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if not {"pandas", "floor"} <= set(methods) or any(m not in METHODS for m in methods):
+        parser.error(f"--methods must include pandas and floor and take only {','.join(METHODS)}")
     if args.rows:
         try:
             rows = tuple(int(r.replace("_", "")) for r in args.rows.split(",") if r.strip())
@@ -104,6 +113,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         profile=not (args.no_profile or args.scale_only),
         small_loops=200 if args.quick else 2000,
         links=links,
+        methods=methods,
         link_rate=args.link_rate,
         link_delay_ms=args.link_delay_ms,
         scale=not args.no_scale,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench.child import run_child
-from tools.bench.config import PANDAS_FORMAT, STORE_SPECS
+from tools.bench.config import FRAME_FORMAT, PANDAS_FORMAT, STORE_SPECS
 from tools.bench.data import make_frame
 from tools.bench.memory import measure_memory, require_tracing
 from tools.bench.methods import (
@@ -57,7 +57,7 @@ def run_jobs(
 def _method(job: dict[str, Any], frame: Any, parquet: bytes) -> Method:
     spec = STORE_SPECS[job["store"]]
     if job["method"] == "pandas":
-        return BackendMethod(import_path(spec.backend), {PANDAS_FORMAT: "parquet"})
+        return BackendMethod(import_path(spec.backend), {PANDAS_FORMAT: FRAME_FORMAT})
     if job["method"] == "floor":
         return FloorMethod(spec, job["bucket"], parquet)
     if job["method"] == "commonio":

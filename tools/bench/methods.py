@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from unittest import mock
 
 from include.xcom_backend.registry import TABLE
-from tools.bench.config import COMMONIO_GCS_CONN, PARQUET_TYPE, StoreSpec
+from tools.bench.config import COMMONIO_GCS_CONN, FRAME_FORMAT, PARQUET_TYPE, StoreSpec
 from tools.servers.fake_gcs import PROJECT as FAKE_GCS_PROJECT
 
 if TYPE_CHECKING:
@@ -220,12 +220,13 @@ class CommonIOMethod(Method):
 
 
 class CodecMethod(Method):
-    """Parquet encode and decode only, as the backend does them, with no store: a reference line."""
+    """The default frame format's encode and decode only, as the backend does them, with no store:
+    a reference line."""
 
     def __init__(self) -> None:
-        from include.xcom_backend.frames import ParquetCodec
+        from include.xcom_backend.codecs import FRAME_CODECS
 
-        self.codec = ParquetCodec()
+        self.codec = FRAME_CODECS[FRAME_FORMAT]
 
     def push(self, frame: pd.DataFrame) -> Any:
         return self.codec.encode(frame).data

@@ -26,6 +26,7 @@ def write_plot(result: dict[str, Any], path: Path) -> None:
     styles = {
         "pandas": {"marker": "o", "color": "tab:blue"},
         "floor": {"marker": "s", "color": "tab:green"},
+        "parquet": {"marker": "P", "color": "tab:brown"},
         "csv": {"marker": "^", "color": "tab:red"},
         "commonio": {"marker": "D", "color": "tab:purple"},
         "handwritten": {"marker": "v", "color": "tab:orange"},

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, cast
 from unittest import mock
 
 from tools.bench.config import (
+    DECODE_STEP,
+    ENCODE_STEP,
+    FRAME_FORMAT,
     PANDAS_FORMAT,
-    PARQUET_TYPE,
     PROJECT_ROOT,
     SMALL_THRESHOLD,
     STORE_SPECS,
@@ -73,13 +75,14 @@ def profile_summary(call: Callable[[], Any], top: int = 12) -> list[dict[str, An
 def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: int) -> list[dict[str, Any]]:
     """Median seconds of each step the pandas backend takes, timed one by one with the same code, and
     of the floor's put and get in the same loop, so the adapter and the bare SDK meet the same load."""
+    from include.xcom_backend.codecs import FRAME_CODECS
     from include.xcom_backend.frames import ParquetCodec
     from include.xcom_backend.stores import STORES
 
-    codec = ParquetCodec()
+    codec = FRAME_CODECS[FRAME_FORMAT]
     store = STORES[spec.name](bucket)
-    floor = FloorMethod(spec, bucket, codec.encode(frame).data)
-    key = f"bench-stages/{uuid.uuid4().hex}.parquet"
+    floor = FloorMethod(spec, bucket, ParquetCodec().encode(frame).data)
+    key = f"bench-stages/{uuid.uuid4().hex}{codec.extension}"
     steps: dict[str, list[float]] = {}
 
     def timed(name: str, call: Callable[[], Any]) -> Any:
@@ -90,13 +93,13 @@ def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: i
 
     for _ in range(repeat):
         gc.collect()
-        data = timed("encode (Parquet)", lambda: codec.encode(frame).data)
+        data = timed(ENCODE_STEP, lambda: codec.encode(frame).data)
         timed("sha256 (push)", lambda d=data: hashlib.sha256(d).hexdigest())
-        timed("store.put", lambda d=data: store.put(key, d, content_type=PARQUET_TYPE, metadata={}))
+        timed("store.put", lambda d=data: store.put(key, d, content_type=codec.content_type, metadata={}))
         del data
         back = timed("store.get", lambda: store.get(key))
         timed("sha256 (pull)", lambda b=back: hashlib.sha256(b).hexdigest())
-        value = timed("decode (Parquet)", lambda b=back: codec.decode(b))
+        value = timed(DECODE_STEP, lambda b=back: codec.decode(b))
         del back, value
         floor_key = timed("floor: SDK put", lambda: floor.push(frame))
         timed("floor: SDK get", lambda k=floor_key: floor.pull(k))
@@ -108,18 +111,18 @@ def stage_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame, repeat: i
 def memory_breakdown(spec: StoreSpec, bucket: str, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Peak extra bytes of each step of the pandas backend, measured one by one (in the memory pass's
     process: `run_jobs` with a "stages" job)."""
-    from include.xcom_backend.frames import ParquetCodec
+    from include.xcom_backend.codecs import FRAME_CODECS
     from include.xcom_backend.stores import STORES
 
-    codec = ParquetCodec()
+    codec = FRAME_CODECS[FRAME_FORMAT]
     store = STORES[spec.name](bucket)
-    key = f"bench-stages/{uuid.uuid4().hex}.parquet"
+    key = f"bench-stages/{uuid.uuid4().hex}{codec.extension}"
     data = codec.encode(frame).data
     steps = {
-        "encode (Parquet)": lambda: codec.encode(frame).data,
-        "store.put": lambda: store.put(key, data, content_type=PARQUET_TYPE, metadata={}),
+        ENCODE_STEP: lambda: codec.encode(frame).data,
+        "store.put": lambda: store.put(key, data, content_type=codec.content_type, metadata={}),
         "store.get": lambda: store.get(key),
-        "decode (Parquet)": lambda: codec.decode(data),
+        DECODE_STEP: lambda: codec.decode(data),
     }
     out = [{"stage": name, **measure_call(call)} for name, call in steps.items()]
     delete_object(store, key)
@@ -139,6 +142,7 @@ def profile_misses(
     ]
     profiles: list[dict[str, Any]] = []
     done: set[tuple[str, str]] = set()
+    memory_jobs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     frame_cache: dict[int, Any] = {}
 
     def frame_of(rows: int) -> Any:
@@ -160,14 +164,19 @@ def profile_misses(
             spec = STORE_SPECS[store]
             frame = frame_of(miss["rows"])
             backend = import_path(spec.backend)
-            method = BackendMethod(backend, {PANDAS_FORMAT: "parquet"})
+            method = BackendMethod(backend, {PANDAS_FORMAT: FRAME_FORMAT})
             if kind == "time":
                 entry["stages"] = stage_breakdown(spec, buckets[store], frame, config.repeat)
                 with method.configured():
                     entry["top"] = profile_summary(lambda m=method, f=frame: m.cleanup(m.pull(m.push(f))))
             else:
-                job = {"kind": "stages", "store": store, "rows": miss["rows"], "bucket": buckets[store]}
-                entry["stages_memory"] = run_jobs([job])[0]["stages"]
+                # Measured after the loop, all in one child: each child imports Airflow again.
+                memory_jobs.append(
+                    (
+                        entry,
+                        {"kind": "stages", "store": store, "rows": miss["rows"], "bucket": buckets[store]},
+                    )
+                )
         else:
             from airflow.sdk.bases.xcom import BaseXCom
 
@@ -188,4 +197,8 @@ def profile_misses(
                 entry["top_database"] = profile_summary(base_loop, top=6)
             entry["calls"] = config.small_loops
         profiles.append(entry)
+    if memory_jobs:
+        _progress(f"[profile] memory of the stages: {len(memory_jobs)} store(s) in one process")
+        for (entry, _), measured in zip(memory_jobs, run_jobs([job for _, job in memory_jobs]), strict=True):
+            entry["stages_memory"] = measured["stages"]
     return profiles

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.bench.config import METHODS, PANDAS_FORMAT, SMALL_THRESHOLD, TARGET_ROWS, THRESHOLD_SETTING
+from tools.bench.config import (
+    DECODE_STEP,
+    ENCODE_STEP,
+    FRAME_FORMAT_NAME,
+    METHODS,
+    PANDAS_FORMAT,
+    SMALL_THRESHOLD,
+    TARGET_ROWS,
+    THRESHOLD_SETTING,
+)
 
 
 def find_entry(timings: list[dict[str, Any]], store: str, method: str, rows: int) -> dict[str, Any] | None:
@@ -15,8 +24,11 @@ def find_entry(timings: list[dict[str, Any]], store: str, method: str, rows: int
 
 
 _METHOD_DESCRIPTIONS = {
-    "pandas": "the project's pandas backend (Parquet), `serialize_value` then `deserialize_value`",
-    "floor": "the same Parquet bytes, encoded beforehand, put and got with the adapter's SDK client",
+    "pandas": f"the project's pandas backend as configured by default ({FRAME_FORMAT_NAME}), "
+    "`serialize_value` then `deserialize_value`",
+    "floor": "the frame's Parquet bytes (lz4, as the Parquet format writes them), encoded beforehand, "
+    "put and got with the adapter's SDK client",
+    "parquet": f"the same backend with `{PANDAS_FORMAT}=parquet`",
     "csv": f"the same backend with `{PANDAS_FORMAT}=csv`, the tutorial's format",
     "commonio": "Airflow's common.io `XComObjectStorageBackend` on an fsspec path of the same store "
     "(threshold 0, so the frame always goes to the store; it stores Airflow's JSON encoding, in which "
@@ -25,16 +37,17 @@ _METHOD_DESCRIPTIONS = {
     "same way and summarised with the same statistics",
     "handwritten": "what a user writes instead of a backend: `df.to_parquet()` with pandas' defaults, "
     "put and got with the floor's client, then `pd.read_parquet`",
-    "codec": "Parquet encode + decode as the backend does them, no store (a reference line)",
+    "codec": f"{FRAME_FORMAT_NAME} encode + decode as the backend does them, no store (a reference line)",
 }
 
 METHOD_LABELS = {
-    "pandas": "pandas backend (Parquet)",
+    "pandas": f"pandas backend ({FRAME_FORMAT_NAME})",
     "floor": "floor: SDK put+get of the Parquet bytes",
+    "parquet": "pandas backend, Parquet",
     "csv": "pandas backend, CSV",
     "commonio": "common.io XComObjectStorageBackend",
     "handwritten": "hand-written to_parquet + read_parquet",
-    "codec": "Parquet encode+decode only (no store)",
+    "codec": f"{FRAME_FORMAT_NAME} encode+decode only (no store)",
 }
 
 
@@ -60,11 +73,23 @@ def render_tables(result: dict[str, Any]) -> str:
 
     sizes = [
         [f"{f['rows']:,}", _mb(f["memory_bytes"]), _mb(f["parquet_bytes"])]
+        + ["–" if f.get("stored_bytes") is None else _mb(f["stored_bytes"])]
         + [_seconds(timings, "-", "codec", f)]
         for f in result["frames"]
     ]
     parts.append("**Frames** (in-memory size is `df.memory_usage(deep=True).sum()`)\n")
-    parts.append(_table(["rows", "in memory", "Parquet", "Parquet encode+decode, no store"], sizes))
+    parts.append(
+        _table(
+            [
+                "rows",
+                "in memory",
+                "Parquet",
+                FRAME_FORMAT_NAME,
+                f"{FRAME_FORMAT_NAME} encode+decode, no store",
+            ],
+            sizes,
+        )
+    )
 
     parts += _round_trips(result, stores, result["config"]["repeat"])
     shaped = result.get("shaped")
@@ -212,9 +237,15 @@ def _scale_cells(pandas: dict[str, Any] | None, floor: dict[str, Any] | None, si
 def _round_trips(result: dict[str, Any], stores: list[str], repeat: int) -> list[str]:
     """The round-trip table and the ratios of its medians, for one link."""
     timings = result["timings"]
-    peers = ("floor", "csv", "commonio", "handwritten")
+    peers = ("floor", "parquet", "csv", "commonio", "handwritten")
     methods = [m for m in peers if any(t["method"] == m for t in timings)]
-    labels = {"floor": "floor", "csv": "CSV", "commonio": "common.io", "handwritten": "hand-written"}
+    labels = {
+        "floor": "floor",
+        "parquet": "Parquet",
+        "csv": "CSV",
+        "commonio": "common.io",
+        "handwritten": "hand-written",
+    }
     header = ["store", "rows", "pandas (push + pull)", *(labels[m] for m in methods)]
     rows = []
     for store in stores:
@@ -259,7 +290,7 @@ def _seconds(timings: list[dict[str, Any]], store: str, method: str, frame: dict
 def _stage_summary(stages: list[dict[str, Any]]) -> str:
     """One sentence: how much of the round trip is encoding, checksums, and the store's transfer."""
     t = {s["stage"]: s["median_s"] for s in stages}
-    codec = t.get("encode (Parquet)", 0.0) + t.get("decode (Parquet)", 0.0)
+    codec = t.get(ENCODE_STEP, 0.0) + t.get(DECODE_STEP, 0.0)
     checksums = t.get("sha256 (push)", 0.0) + t.get("sha256 (pull)", 0.0)
     adapter = t.get("store.put", 0.0) + t.get("store.get", 0.0)
     floor = t.get("floor: SDK put", 0.0) + t.get("floor: SDK get", 0.0)
@@ -272,7 +303,8 @@ def _stage_summary(stages: list[dict[str, Any]]) -> str:
         else "the adapter's transfer itself is slower than the bare SDK's"
     )
     return (
-        f"Parquet encoding and decoding take {codec:.3f} s ({codec / total:.0%} of the steps' sum), the "
+        f"{FRAME_FORMAT_NAME} encoding and decoding take {codec:.3f} s ({codec / total:.0%} of the "
+        "steps' sum), the "
         f"two checksums {checksums:.3f} s ({checksums / total:.0%}); the adapter's put + get take "
         f"{adapter:.3f} s against {floor:.3f} s for the bare SDK in the same loop "
         f"({adapter / floor:.2f}×): {verdict}.\n"
@@ -360,9 +392,11 @@ which gives GCS the fastest floor and so the largest `pandas / floor` ratio.
 The frame has int64, float64, int32, string (pandas `str`), tz-aware datetime, category and bool
 columns with random values. A round trip is `serialize_value` (push) then `deserialize_value` (pull)
 of the result, exactly as Airflow calls them in a task; the object is deleted afterwards, untimed.
-The floor puts and gets the same Parquet bytes with the adapter's bare SDK call (boto3, minio,
+The floor puts and gets the frame's Parquet bytes with the adapter's bare SDK call (boto3, minio,
 google-cloud-storage, azure-storage-blob, configured as the adapter configures them), so
-`pandas / floor` includes the Parquet encoding and decoding, the checksums and the backend's own work.
+`pandas / floor` includes the {FRAME_FORMAT_NAME} encoding and decoding, the checksums and the backend's
+own work; the floor stays Parquet whatever format the backend writes, so a larger stored file cannot
+lower the ratio.
 
 Memory is measured on a separate run, in a process of its own started with `-X tracemalloc=1` so that
 tracing is never started or stopped while other threads run (that crashes CPython 3.11:

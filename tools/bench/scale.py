@@ -19,6 +19,7 @@ from typing import Any
 from unittest import mock
 
 from tools.bench.config import (
+    FRAME_FORMAT,
     LINEAR_FIT_FROM_ROWS,
     PANDAS_FORMAT,
     READ_TIMEOUT_SETTING,
@@ -39,7 +40,7 @@ from tools.console import progress as _progress
 
 # The bytes value goes to the store whatever its size (threshold 0), with the longer read timeout.
 BYTES_ENV = {
-    PANDAS_FORMAT: "parquet",
+    PANDAS_FORMAT: FRAME_FORMAT,
     THRESHOLD_SETTING: "0",
     READ_TIMEOUT_SETTING: str(SCALE_READ_TIMEOUT_S),
 }

@@ -25,9 +25,8 @@ from tools.shaped_link import LinkError, shaped_link
 def run_shaped(config: BenchConfig, servers: LocalServers, buckets: dict[str, str]) -> dict[str, Any]:
     """The frame timings over the shaped link, or ``{"link_unavailable": why}`` where it cannot be built."""
     ports = [server.port for server in servers.servers.values()]
-    child = dataclasses.replace(
-        config, memory=False, profile=False, links=("shaped",), methods=SHAPED_METHODS
-    )
+    methods = tuple(m for m in SHAPED_METHODS if m in config.methods)
+    child = dataclasses.replace(config, memory=False, profile=False, links=("shaped",), methods=methods)
     try:
         with shaped_link(ports, rate=config.link_rate, delay_ms=config.link_delay_ms) as link:
             progress(f"shaped link: {link.describe()}")
