@@ -9,7 +9,7 @@
    `pikachu has a base xp to height ratio of 28.0`.
 
 **XCom backend.** Step 2 returns a DataFrame. The pandas backends in `include/` store it as a
-Parquet object that comes back exactly (dtypes, index); the JSON backends store it as Airflow's own
+Feather object that comes back exactly (dtypes, index); the JSON backends store it as Airflow's own
 serializer does (Parquet inside JSON). For example, in `.env`:
 
 ```

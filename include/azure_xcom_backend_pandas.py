@@ -1,4 +1,4 @@
-"""XComs in an Azure Blob container: DataFrames and Series as Parquet, everything else as JSON.
+"""XComs in an Azure Blob container: DataFrames and Series as Feather (or Parquet), everything else as JSON.
 
 Select it with (settings: .env.example):
 

@@ -1,4 +1,4 @@
-"""XComs in a GCS bucket: DataFrames and Series as Parquet, everything else as JSON.
+"""XComs in a GCS bucket: DataFrames and Series as Feather (or Parquet), everything else as JSON.
 
 Select it with (settings: .env.example):
 

@@ -1,4 +1,4 @@
-"""XComs on MinIO or any S3 API server: DataFrames and Series as Parquet, everything else as JSON.
+"""XComs on MinIO or any S3 API server: DataFrames and Series as Feather (or Parquet), the rest as JSON.
 
 Select it with (settings: .env.example):
 

@@ -1,9 +1,9 @@
 """The XCom backend core: a task's return value to the bucket and back, for every cloud.
 
 Push (the producing task calls `serialize_value`):
-    value -> codec (JSON, or Parquet for pandas) -> bytes [-> gzip/zstd] -> sha256
+    value -> codec (JSON, or Feather/Parquet for pandas) -> bytes [-> gzip/zstd] -> sha256
           -> store.put(key, bytes) -> reference "xcom_s3://bucket/key#sha256=…" -> Airflow's DB, in a
-          row that also describes the value for the UI (preview.py); Parquet is encoded while it
+          row that also describes the value for the UI (preview.py); a frame is encoded while it
           uploads, in parts, hashed as the bytes pass (upload.py)
 Pull (the consuming task calls `deserialize_value` with what the DB holds):
     reference (from the row, or the bare string of older rows)
@@ -73,7 +73,7 @@ class ObjectStoreXComBackend(BaseXCom):
 
     `stores`: the schemes (rows of registry.TABLE) to write to, in order; reads use the store named
     by the reference, and fall back to the others (a mirror). `pandas`: DataFrames and Series go to
-    Parquet (or CSV).
+    Feather (or Parquet, or CSV: the pandas format setting).
     """
 
     stores: ClassVar[tuple[str, ...]] = ()
@@ -194,7 +194,7 @@ class ObjectStoreXComBackend(BaseXCom):
     def _keep_in_database(value: Any, data: bytes, settings: Settings) -> bool:
         """Small JSON values may stay in Airflow's DB, except those that would read back as a
         reference (strings like one, dicts like a row). (A pandas backend's frames never reach
-        this: their exact dtypes live in the store's Parquet.)"""
+        this: their exact dtypes live in the stored file.)"""
         if not settings.threshold_bytes or len(data) >= settings.threshold_bytes:
             return False
         return not looks_like_reference(value)
@@ -245,7 +245,7 @@ class ObjectStoreXComBackend(BaseXCom):
             codec, compression = formats_of(reference.key)
         except UnknownFormat as exc:
             raise XComReferenceError(f"XCom reference {reference} cannot be read: {exc}") from None
-        # A codec that reads a file (Parquet) takes the chunks as they are; the others a `bytes`.
+        # A codec that reads a file (Feather, Parquet) takes the chunks as they are; the others a `bytes`.
         decode_download = None if compression else getattr(codec, "decode_download", None)
         new_sink: Callable[[], Download] = ChunkedDownload if decode_download else ContiguousDownload
         with metrics.measured("pull", reference.scheme) as measure:

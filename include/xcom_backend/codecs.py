@@ -1,5 +1,6 @@
 """How values become bytes and come back: JSON for general values; for the pandas backends, Feather
-(or Parquet, or CSV) for pandas objects and a format of their own for numpy, pyarrow, polars and bytes values.
+(or Parquet, or CSV) for pandas objects and a format of their own for numpy, pyarrow, polars and
+bytes values.
 
 A codec owns its format: extension, content type, whether its values may stay in Airflow's database
 and whether compression applies. The codec is chosen from the value's exact type when writing

@@ -10,8 +10,8 @@ Two kinds, by what the codec reads:
   to the object and written in place; `getvalue()` hands over that very buffer), for the codecs
   that parse a whole `bytes` (JSON, numpy, bytes, compressed objects...).
 - `ChunkedDownload`: fixed-size chunks in Arrow's memory pool, and a random-access file over them
-  (`ChunkFile`) for pyarrow, so that a reader that goes front to back (Parquet, one row group at a
-  time) can release the chunks it has passed while the decoded value grows in the same pool.
+  (`ChunkFile`) for pyarrow, so that a reader that goes front to back (Feather or Parquet, one batch
+  at a time) can release the chunks it has passed while the decoded value grows in the same pool.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A value's bytes uploaded while they are being encoded.
 
-The encoder (pyarrow's Parquet writer, which releases the GIL while it encodes) writes into a
+The encoder (pyarrow's Feather or Parquet writer, which releases the GIL while it encodes) writes into a
 `PartSink`; the sink cuts the bytes into the store's parts and hands them to an uploader thread,
 which sends them while the encoder goes on, and hashes them as they pass (one pass over the bytes).
 The thread starts only once a second part begins: a value that fits in one part is one plain PUT.
@@ -33,7 +33,7 @@ _POLL = 0.05  # seconds between looks at whether the other side has failed
 
 @runtime_checkable
 class StreamingCodec(Protocol):
-    """A codec that can write its bytes into a file as it encodes (ParquetCodec)."""
+    """A codec that can write its bytes into a file as it encodes (FeatherCodec, ParquetCodec)."""
 
     def write(self, value: Any, sink: BinaryIO) -> None: ...
 

@@ -42,6 +42,7 @@ from tools.bench.cli import main, parse_args
 from tools.bench.config import (
     DEFAULT_ROWS,
     HUGE_ROWS,
+    METHODS,
     QUICK_ROWS,
     QUICK_SCALE_BYTES,
     QUICK_SCALE_ROWS,
@@ -56,6 +57,7 @@ from tools.bench.run import run
 __all__ = [
     "DEFAULT_ROWS",
     "HUGE_ROWS",
+    "METHODS",
     "QUICK_ROWS",
     "QUICK_SCALE_BYTES",
     "QUICK_SCALE_ROWS",
