@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -17,10 +18,24 @@ from include.xcom_backend.codecs import FRAME_CODECS, formats_of
 from include.xcom_backend.download import ChunkedDownload
 from include.xcom_backend.frames import FeatherCodec
 from tests.support.hostile_values import FRAMES, assert_same
-from tools.bench.data import make_frame
 
 # CSV re-infers dtypes by design (README, Formats): it has no exactness to check here.
 EXACT = [name for name in FRAME_CODECS if name != "csv"]
+
+
+def _large_frame(rows: int) -> pd.DataFrame:
+    """Numbers, repeated text and mostly distinct text: every column kind the formats treat apart.
+    (Not the benchmark's frame: tools.bench needs pytest-benchmark, which the Astro image lacks.)"""
+    rng = np.random.default_rng(3)
+    return pd.DataFrame(
+        {
+            "id": rng.integers(0, 2**62, rows, dtype=np.int64),
+            "amount": rng.standard_normal(rows),
+            "status": pd.array(rng.choice(["new", "paid", "shipped"], rows), dtype="str"),
+            "name": pd.array([f"customer-{i}" for i in rng.integers(0, rows, rows)], dtype="str"),
+            "flag": rng.random(rows) < 0.3,
+        }
+    )
 
 
 def _downloaded(data: bytes, chunk_bytes: int) -> ChunkedDownload:
@@ -49,7 +64,7 @@ def test_every_frame_comes_back_exactly_or_is_refused(name, case_id, factory, ex
 @pytest.mark.parametrize("name", EXACT)
 def test_a_large_frame_is_read_batch_by_batch_letting_go_of_what_it_passed(name, monkeypatch):
     codec = FRAME_CODECS[name]
-    frame = make_frame(300_000, seed=3)  # five batches (row groups) of 65,536 rows
+    frame = _large_frame(300_000)  # five batches (row groups) of 65,536 rows
     data = codec.encode(frame).data
     download = _downloaded(data, chunk_bytes=256 * 1024)
     released: list[int] = []
