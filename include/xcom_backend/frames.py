@@ -25,6 +25,15 @@ class _FrameTable:
     _META = b"xcom_backend"
     _format = "Arrow"  # named in a refusal
 
+    def write(self, value: Any, sink: BinaryIO) -> None:
+        raise NotImplementedError  # each format writes its own file
+
+    def encode(self, value: Any) -> Encoded:
+        """The whole file as bytes (a streamed push calls `write` with the upload's sink instead)."""
+        sink = io.BytesIO()
+        self.write(value, sink)
+        return Encoded(sink.getvalue())
+
     def _table_of(self, value: Any) -> tuple[Any, dict[str, Any]]:
         """The value as a table, and the metadata to record beside pyarrow's (`_with_meta`)."""
         import numpy as np
@@ -134,11 +143,6 @@ class ParquetCodec(_FrameTable):
             row_group_size=65_536,  # row groups a reader decodes one at a time (decode_download)
         )
 
-    def encode(self, value: Any) -> Encoded:
-        sink = io.BytesIO()
-        self.write(value, sink)
-        return Encoded(sink.getvalue())
-
     def decode(self, data: bytes) -> Any:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -203,11 +207,6 @@ class FeatherCodec(_FrameTable):
         options = pa.ipc.IpcWriteOptions(compression="lz4", unify_dictionaries=True)
         with pa.ipc.new_file(sink, table.schema, options=options) as writer:
             writer.write_table(table, max_chunksize=self._BATCH_ROWS)
-
-    def encode(self, value: Any) -> Encoded:
-        sink = io.BytesIO()
-        self.write(value, sink)
-        return Encoded(sink.getvalue())
 
     def decode(self, data: bytes) -> Any:
         import pyarrow as pa
