@@ -65,8 +65,8 @@ def _cases() -> list:
 PRODUCTION_THRESHOLD = "65536"
 
 
-# At the production threshold the catalogue runs as CI's `make test-slow` step (and in test-postgres),
-# which keeps `make test` within its time.
+# At the production threshold the catalogue runs as CI's `make test-slow` step, which keeps
+# `make test` within its time (and in test-postgres on the S3 backends: the Makefile's POSTGRES_CATALOGUE).
 @pytest.mark.parametrize(
     "threshold",
     ["0", pytest.param(PRODUCTION_THRESHOLD, marks=pytest.mark.slow)],
