@@ -14,11 +14,41 @@ from include.xcom_backend.upload import upload_parts
 
 if TYPE_CHECKING:
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-    from azure.storage.blob import BlobClient, ContainerClient
+    from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloader
 
 
-# Bytes per ranged GET of a download.
-_GET_RANGE = 1024 * 1024
+# Bytes per ranged GET of a download (the SDK's own chunk size; its first GET is 32 MiB by default),
+# and how many are in flight: fewer, larger requests are what Azure Blob serves fastest.
+_GET_RANGE = 4 * 1024 * 1024
+_RANGES_IN_FLIGHT = 2
+
+
+class _Unsized:
+    """A response body stream without ``__len__``.
+
+    azure-core's stream reports its length in bytes, and the SDK joins a range's blocks with
+    ``b"".join(list(stream))``, so ``list`` reserved 8 bytes per byte of the range before reading it:
+    9x the range in the allocator's books (docs/repro/azure_download_list_len.md).
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._stream)
+
+    def __getattr__(self, name: str) -> Any:  # properties, content_length, response: the stream's
+        if name == "_stream":  # not set yet (a copy): no recursion through __getattr__
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+def _unsized_body(response: Any, obj: Any, headers: dict[str, Any]) -> Any:
+    """`download_blob`'s ``cls``: the SDK's own deserializer, with the body wrapped in `_Unsized`."""
+    from azure.storage.blob._deserialize import deserialize_blob_stream
+
+    location_mode, stream = deserialize_blob_stream(response, obj, headers)
+    return location_mode, _Unsized(stream)
 
 
 class WasbStore(ConnectedStore["WasbHook"]):
@@ -110,17 +140,18 @@ class WasbStore(ConnectedStore["WasbHook"]):
     def _blob_client(self, key: str) -> BlobClient:
         return self.hook.blob_service_client.get_blob_client(self.bucket, key)
 
+    def _downloader(self, key: str) -> StorageStreamDownloader:
+        blob = self._blob_client(key)
+        # The SDK holds each range whole (twice: its blocks, then them joined) before writing it.
+        blob._config = self._download_config(blob._config)
+        return blob.download_blob(max_concurrency=_RANGES_IN_FLIGHT, cls=_unsized_body, **self._call)
+
     def _get(self, key: str) -> bytes:
-        return self.hook.download(self.bucket, key, max_concurrency=4, **self._call).readall()
+        return self._downloader(key).readall()
 
     def _get_into(self, key: str, sink: Download) -> None:
-        # The SDK writes each range at its offset in the sink (seek + write) as it arrives, in
-        # parallel. Its ranges are made small (its first one is 32 MiB by default), because it
-        # holds each range whole, several times over, before writing it.
-        blob = self.hook.blob_service_client.get_blob_client(self.bucket, key)
-        blob._config = self._download_config(blob._config)
-        # Two ranges at a time: each costs the SDK about 10x its size in transient Python objects.
-        downloader = blob.download_blob(max_concurrency=2, **self._call)
+        # The SDK writes each range at its offset in the sink (seek + write) as it arrives.
+        downloader = self._downloader(key)
         sink.expect(downloader.size)
         downloader.readinto(sink)
 
