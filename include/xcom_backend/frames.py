@@ -188,7 +188,6 @@ class FeatherCodec(_FrameTable):
     # distinct: the usual low-cardinality text shrinks by the repeats, unique ids are left as they are.
     _DICTIONARY_SHARE = 0.5
     _MAGIC = 8  # "ARROW1" and its padding: what precedes the IPC stream inside a file
-    _COMPRESSION = "lz4"
 
     def write(self, value: Any, sink: BinaryIO) -> None:
         """Encode ``value`` into ``sink`` batch by batch (upload.py streams it)."""
@@ -205,7 +204,7 @@ class FeatherCodec(_FrameTable):
                 encoded.append(i)
         meta["dictionary_text"] = encoded  # cast back to text when read, so pandas sees no category
         table = self._with_meta(table, meta)
-        options = pa.ipc.IpcWriteOptions(compression=__import__("os").environ.get("XB_EXP_COMP", self._COMPRESSION), unify_dictionaries=True)
+        options = pa.ipc.IpcWriteOptions(compression="lz4", unify_dictionaries=True)
         with pa.ipc.new_file(sink, table.schema, options=options) as writer:
             writer.write_table(table, max_chunksize=self._BATCH_ROWS)
 

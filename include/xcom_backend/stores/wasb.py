@@ -14,7 +14,7 @@ from include.xcom_backend.upload import upload_parts
 
 if TYPE_CHECKING:
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-    from azure.storage.blob import BlobClient, ContainerClient, StorageStreamDownloader
+    from azure.storage.blob import BlobClient, ContainerClient
 
 
 # Bytes per ranged GET of a download (the SDK's own chunk size; its first GET is 32 MiB by default),
@@ -140,18 +140,16 @@ class WasbStore(ConnectedStore["WasbHook"]):
     def _blob_client(self, key: str) -> BlobClient:
         return self.hook.blob_service_client.get_blob_client(self.bucket, key)
 
-    def _downloader(self, key: str) -> StorageStreamDownloader:
-        blob = self._blob_client(key)
-        # The SDK holds each range whole (twice: its blocks, then them joined) before writing it.
-        blob._config = self._download_config(blob._config)
-        return blob.download_blob(max_concurrency=_RANGES_IN_FLIGHT, cls=_unsized_body, **self._call)
-
     def _get(self, key: str) -> bytes:
-        return self._downloader(key).readall()
+        return self.hook.download(self.bucket, key, max_concurrency=4, **self._call).readall()
 
     def _get_into(self, key: str, sink: Download) -> None:
-        # The SDK writes each range at its offset in the sink (seek + write) as it arrives.
-        downloader = self._downloader(key)
+        # The SDK writes each range at its offset in the sink (seek + write) as it arrives. It holds
+        # each range whole (twice: its blocks, then them joined) before writing it, so its ranges are
+        # made smaller than its 32 MiB first GET.
+        blob = self._blob_client(key)
+        blob._config = self._download_config(blob._config)
+        downloader = blob.download_blob(max_concurrency=_RANGES_IN_FLIGHT, cls=_unsized_body, **self._call)
         sink.expect(downloader.size)
         downloader.readinto(sink)
 
