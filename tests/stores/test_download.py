@@ -131,7 +131,7 @@ def test_azure_joins_its_ranges_from_a_body_stream_without_a_length(use_new_buck
 
     _, bucket = use_new_bucket("wasb")
     store = open_store("wasb", bucket)
-    data = os.urandom(2 * wasb._GET_RANGE + 1)  # three ranges
+    data = os.urandom(wasb._FIRST_GET + wasb._GET_RANGE + 1)  # three GETs
     store.put("xcom/download/ranges.bin", data, content_type="application/octet-stream", metadata={})
     bodies = []
     unsized_body = wasb._unsized_body
@@ -144,7 +144,7 @@ def test_azure_joins_its_ranges_from_a_body_stream_without_a_length(use_new_buck
     monkeypatch.setattr(wasb, "_unsized_body", recorded)
     for sink in SINKS.values():
         assert _content(store.download("xcom/download/ranges.bin", sink)) == data
-    assert len(bodies) == 6, "one body per range, for each of the two downloads"
+    assert len(bodies) == 6, "one body per GET, for each of the two downloads"
     for body in bodies:
         with pytest.raises(TypeError):
             len(body)

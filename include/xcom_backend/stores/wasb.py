@@ -17,10 +17,12 @@ if TYPE_CHECKING:
     from azure.storage.blob import BlobClient, ContainerClient
 
 
-# Bytes per ranged GET of a download (the SDK's own chunk size; its first GET is 32 MiB by default),
-# and how many are in flight: fewer, larger requests are what Azure Blob serves fastest.
-_GET_RANGE = 4 * 1024 * 1024
-_RANGES_IN_FLIGHT = 2
+# A streamed download's GETs: a first one that is the whole of most small blobs, then ranges one at a
+# time. The SDK holds a range twice (its blocks, then them joined) before writing it, so one 8 MiB
+# range in flight costs what two of 4 MiB did, in half the time on Azurite (fewer requests).
+_FIRST_GET = 1024 * 1024
+_GET_RANGE = 8 * 1024 * 1024
+_RANGES_IN_FLIGHT = 1
 
 
 class _Unsized:
@@ -144,9 +146,7 @@ class WasbStore(ConnectedStore["WasbHook"]):
         return self.hook.download(self.bucket, key, max_concurrency=4, **self._call).readall()
 
     def _get_into(self, key: str, sink: Download) -> None:
-        # The SDK writes each range at its offset in the sink (seek + write) as it arrives. It holds
-        # each range whole (twice: its blocks, then them joined) before writing it, so its ranges are
-        # made smaller than its 32 MiB first GET.
+        # The SDK writes each range into the sink as it arrives; its own first GET would be 32 MiB.
         blob = self._blob_client(key)
         blob._config = self._download_config(blob._config)
         downloader = blob.download_blob(max_concurrency=_RANGES_IN_FLIGHT, cls=_unsized_body, **self._call)
@@ -154,11 +154,12 @@ class WasbStore(ConnectedStore["WasbHook"]):
         downloader.readinto(sink)
 
     def _download_config(self, shared: Any) -> Any:
-        """The client's configuration with download ranges of `_GET_RANGE` bytes (the configuration
-        is shared by every client of the hook, so a copy)."""
+        """The client's configuration with the GETs above (the configuration is shared by every
+        client of the hook, so a copy)."""
         if self._ranged_config is None or self._ranged_config[0] is not shared:
             ranged = copy.copy(shared)
-            ranged.max_single_get_size = ranged.max_chunk_get_size = _GET_RANGE
+            ranged.max_single_get_size = _FIRST_GET
+            ranged.max_chunk_get_size = _GET_RANGE
             self._ranged_config = (shared, ranged)
         return self._ranged_config[1]
 
