@@ -182,11 +182,14 @@ class ObjectStore(ABC):
 
     def _log_retry(self, state: tenacity.RetryCallState) -> None:
         wait = state.next_action.sleep if state.next_action else 0.0
+        error = state.outcome.exception() if state.outcome else None
+        detail = getattr(error, "detail", "") or "no detail"  # redacted (errors.XComStoreUnreachable)
         log.warning(
-            "XCom store %s did not answer or was busy (attempt %d of %d); retrying in %.1f s",
+            "XCom store %s did not answer or was busy (attempt %d of %d: %s); retrying in %.1f s",
             self.endpoint,
             state.attempt_number,
             self.policy.attempts,
+            detail,
             wait,
         )
 
