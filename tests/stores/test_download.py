@@ -122,7 +122,6 @@ def test_a_frame_of_several_batches_round_trips_and_a_corrupted_one_names_its_re
     assert str(reference) in str(info.value)
 
 
-@pytest.mark.skipif("wasb" not in SERVED, reason="Azurite is not served in this session")
 def test_azure_joins_its_ranges_from_a_body_stream_without_a_length(use_new_bucket, monkeypatch):
     """azure-core's body stream says its length in bytes, and the SDK's `list()` of it reserved 8 bytes
     per byte of a range (docs/repro/azure_download_list_len.md). The SDK is handed the stream
