@@ -48,4 +48,5 @@ def peak_of_join(stream: object) -> int:
 if __name__ == "__main__":
     sized = peak_of_join(SizedStream(RANGE))
     unsized = peak_of_join(Unsized(SizedStream(RANGE)))
-    print(f"range {RANGE / 2**20:.0f} MiB: peak {sized / RANGE:.1f}x with __len__, {unsized / RANGE:.1f}x without")
+    mib = RANGE / 2**20
+    print(f"range {mib:.0f} MiB: peak {sized / RANGE:.1f}x with __len__, {unsized / RANGE:.1f}x without")
