@@ -16,6 +16,7 @@ Two kinds, by what the codec reads:
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 from abc import ABC, abstractmethod
@@ -24,8 +25,10 @@ from typing import Any
 # Chunks of Arrow memory: big enough for few allocations, small enough that what is left of a chunk
 # a reader has passed stays a few percent of a large frame.
 CHUNK_BYTES = 4 * 1024 * 1024
+# The first chunk of an object whose size the store did not say.
+FIRST_CHUNK_BYTES = 64 * 1024
 # How much an adapter reads from a response body at a time.
-READ_BYTES = 1024 * 1024
+READ_BYTES = 256 * 1024
 
 
 def sought(position: int, end: int, offset: int, whence: int) -> int:
@@ -158,26 +161,45 @@ class ContiguousDownload(Download):
 
 
 class ChunkedDownload(Download):
-    """The object in chunks of Arrow memory, read through `file()`; chunks can be released."""
+    """The object in chunks of Arrow memory, read through `file()`; chunks can be released.
+
+    When the store announced the size, chunks are `chunk_bytes` (the last one trimmed to the end).
+    When it did not (a streamed body without a length), they start at `FIRST_CHUNK_BYTES` and each
+    is as large as all before it, up to `chunk_bytes`: a small object does not sit in a chunk many
+    times its size, and a large one still takes few allocations.
+    """
 
     def __init__(self, chunk_bytes: int = CHUNK_BYTES) -> None:
         super().__init__()
         self.chunk_bytes = chunk_bytes
         self._chunks: list[Any] = []  # pyarrow Buffers; None once released
+        self._starts: list[int] = []  # where each chunk begins in the object
+        self._ends: list[int] = []  # one past where each chunk ends
         self._released = 0  # the chunks [0, _released) were let go
 
     def _reserve(self, size: int) -> None:
         return None  # chunks are allocated as bytes arrive; the size only trims the last one
 
-    def _chunk(self, index: int) -> Any:
+    def _next_length(self, start: int) -> int:
+        if self._expected is not None:
+            # An eighth of the object, so that a reader releases a small object as it goes too.
+            length = min(self.chunk_bytes, max(FIRST_CHUNK_BYTES, self._expected // 8))
+            return max(1, min(length, self._expected - start))
+        return min(self.chunk_bytes, max(FIRST_CHUNK_BYTES, start))
+
+    def _index(self, offset: int) -> int:
+        """The chunk holding ``offset``, allocating chunks up to it."""
         import pyarrow as pa
 
-        while len(self._chunks) <= index:
-            start = len(self._chunks) * self.chunk_bytes
-            length = self.chunk_bytes
-            if self._expected is not None:
-                length = max(1, min(length, self._expected - start))
+        while not self._ends or offset >= self._ends[-1]:
+            start = self._ends[-1] if self._ends else 0
+            length = self._next_length(start)
+            self._starts.append(start)
+            self._ends.append(start + length)
             self._chunks.append(pa.allocate_buffer(length))
+        return bisect.bisect_right(self._starts, offset) - 1
+
+    def _chunk(self, index: int) -> Any:
         chunk = self._chunks[index]
         if chunk is None:
             raise ValueError(f"chunk {index} of the download was released and cannot be read again")
@@ -186,12 +208,13 @@ class ChunkedDownload(Download):
     def _store(self, offset: int, view: memoryview) -> None:
         done = 0
         while done < len(view):
-            index, inside = divmod(offset + done, self.chunk_bytes)
-            chunk = self._chunk(index)
-            target = memoryview(chunk).cast("B")
-            count = min(len(view) - done, len(target) - inside)
-            if count <= 0:
+            at = offset + done
+            if self._expected is not None and at >= self._expected:
                 raise TruncatedDownload(f"the store sent more than the {self._expected} bytes it announced")
+            index = self._index(at)
+            target = memoryview(self._chunk(index)).cast("B")
+            inside = at - self._starts[index]
+            count = min(len(view) - done, len(target) - inside)
             target[inside : inside + count] = view[done : done + count]
             done += count
 
@@ -203,8 +226,9 @@ class ChunkedDownload(Download):
         """The stored bytes [start, end) as zero-copy slices of the chunks, in order."""
         pieces = []
         while start < end:
-            index, inside = divmod(start, self.chunk_bytes)
+            index = self._index(start)
             chunk = self._chunk(index)
+            inside = start - self._starts[index]
             count = min(end - start, chunk.size - inside)
             pieces.append(chunk.slice(inside, count))
             start += count
@@ -230,7 +254,9 @@ class ChunkedDownload(Download):
 
     def release_before(self, offset: int) -> None:
         """Let go of every chunk wholly before ``offset``: a reader has passed them for good."""
-        last = min(offset // self.chunk_bytes, len(self._chunks))
+        # Past the last byte, every chunk goes, the last one too when it reaches beyond the end (a
+        # size the store did not announce).
+        last = len(self._chunks) if offset >= self._end else bisect.bisect_right(self._ends, offset)
         for index in range(self._released, last):
             self._chunks[index] = None
         self._released = max(self._released, last)

@@ -98,6 +98,12 @@ class _FrameTable:
         return frame
 
 
+def _batch_rows(rows: int, largest: int) -> int:
+    """Rows per batch (row group): at least eight batches, so that a reader lets go of the file as it
+    decodes a small frame too, of at least 1,024 rows and at most ``largest``."""
+    return min(largest, max(1_024, -(-rows // 8)))
+
+
 def _text_columns(table: Any) -> list[int]:
     import pyarrow as pa
 
@@ -140,7 +146,8 @@ class ParquetCodec(_FrameTable):
             compression=self.compression,
             use_dictionary=text or False,
             write_statistics=False,
-            row_group_size=65_536,  # row groups a reader decodes one at a time (decode_download)
+            # Row groups a reader decodes one at a time (decode_download).
+            row_group_size=_batch_rows(table.num_rows, 65_536),
         )
 
     def decode(self, data: bytes) -> Any:
@@ -196,17 +203,22 @@ class FeatherCodec(_FrameTable):
         table, meta = self._table_of(value)
         encoded = []
         for i in _text_columns(table):
-            column = table.column(i)
-            dictionary = column.dictionary_encode()
-            distinct = max((len(chunk.dictionary) for chunk in dictionary.chunks), default=0)
-            if distinct <= self._DICTIONARY_SHARE * len(column):
+            dictionary = self._dictionary_of(table.column(i))
+            if dictionary is not None:
                 table = table.set_column(i, table.schema.field(i).with_type(dictionary.type), dictionary)
                 encoded.append(i)
+            del dictionary  # a column left as text lets go of its dictionary before the writer runs
         meta["dictionary_text"] = encoded  # cast back to text when read, so pandas sees no category
         table = self._with_meta(table, meta)
         options = pa.ipc.IpcWriteOptions(compression="lz4", unify_dictionaries=True)
         with pa.ipc.new_file(sink, table.schema, options=options) as writer:
-            writer.write_table(table, max_chunksize=self._BATCH_ROWS)
+            writer.write_table(table, max_chunksize=_batch_rows(table.num_rows, self._BATCH_ROWS))
+
+    def _dictionary_of(self, column: Any) -> Any:
+        """The text column dictionary-encoded, or None when too many of its values are distinct."""
+        dictionary = column.dictionary_encode()
+        distinct = max((len(chunk.dictionary) for chunk in dictionary.chunks), default=0)
+        return dictionary if distinct <= self._DICTIONARY_SHARE * len(column) else None
 
     def decode(self, data: bytes) -> Any:
         import pyarrow as pa

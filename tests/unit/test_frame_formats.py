@@ -15,7 +15,7 @@ import pytest
 
 from include.xcom_backend.codec_base import UnsupportedValue
 from include.xcom_backend.codecs import FRAME_CODECS, formats_of
-from include.xcom_backend.download import ChunkedDownload
+from include.xcom_backend.download import CHUNK_BYTES, ChunkedDownload
 from include.xcom_backend.frames import FeatherCodec
 from tests.support.hostile_values import FRAMES, assert_same
 
@@ -76,6 +76,59 @@ def test_a_large_frame_is_read_batch_by_batch_letting_go_of_what_it_passed(name,
     partial = [offset for offset in released if offset < len(data)]
     assert len(partial) >= 4, released
     assert partial == sorted(partial) and partial[0] < len(data) // 2, released
+
+
+@pytest.mark.parametrize("name", EXACT)
+def test_a_small_frame_is_let_go_of_as_it_is_read_too(name):
+    """A frame far smaller than a chunk: it is written in several batches, and the download's chunks
+    follow the object's size, so the first bytes are gone before the last batch is decoded."""
+    codec = FRAME_CODECS[name]
+    frame = _large_frame(20_000)
+    data = codec.encode(frame).data
+    assert len(data) < CHUNK_BYTES // 4
+    download = _downloaded(data, chunk_bytes=CHUNK_BYTES)
+    first_gone_at: list[int] = []
+    release = download.release_before
+
+    def recorded(offset: int) -> None:
+        release(offset)
+        if not first_gone_at and offset < len(data):
+            try:
+                download.read_range(0, 1)
+            except ValueError:
+                first_gone_at.append(offset)
+
+    download.release_before = recorded  # type: ignore[method-assign]
+    pd.testing.assert_frame_equal(codec.decode_download(download), frame, check_exact=True)
+    assert first_gone_at and first_gone_at[0] < len(data) * 3 // 4, first_gone_at
+
+
+def test_a_download_of_unannounced_size_grows_its_chunks_and_lets_go_of_every_one_at_the_end():
+    """A store that sends no length before the body (GCS): a small object does not sit in a chunk many
+    times its size; a large one still ends in chunks of the full size."""
+    data = np.random.default_rng(3).bytes(300_000)
+    allocated = pa.total_allocated_bytes()
+    download = ChunkedDownload()
+    for start in range(0, len(data), 8192):
+        download.write(data[start : start + 8192])
+    download.finish()
+    # Chunks that double from 64 KiB hold it in less than twice its size (one chunk would be 4 MiB).
+    assert pa.total_allocated_bytes() - allocated < 2 * len(data)
+    assert download.file().read() == data
+    download.release_before(download.size)  # the last chunk reaches past the end, and goes too
+    with pytest.raises(ValueError, match="released"):
+        download.read_range(download.size - 1, download.size)
+    assert pa.total_allocated_bytes() - allocated <= 0
+
+    large = ChunkedDownload(chunk_bytes=256 * 1024)
+    allocated = pa.total_allocated_bytes()
+    for _ in range(20):
+        large.write(b"x" * 100_000)
+    assert pa.total_allocated_bytes() - allocated < 2_000_000 + 256 * 1024
+    large.release_before(1_000_000)
+    with pytest.raises(ValueError, match="released"):
+        large.read_range(0, 1)
+    assert large.read_range(1_000_000, 1_000_001).to_pybytes() == b"x"
 
 
 def test_feather_dictionary_encodes_repeated_text_only_and_pandas_reads_the_file():
