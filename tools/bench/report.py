@@ -178,11 +178,11 @@ def _judged(target: dict[str, Any]) -> list[str]:
 def _scale_tables(result: dict[str, Any]) -> list[str]:
     """The scale series per store: time and memory at each size, the bytes value, the linearity fit."""
     scale = result["scale"]
-    memory = {(m["store"], m["rows"]): m["ratio"] for m in result["memory"] if m["method"] == "pandas"}
+    memory = {(m["store"], m["rows"]): _both_ratios(m) for m in result["memory"] if m["method"] == "pandas"}
     frame_bytes = {f["rows"]: f["memory_bytes"] for f in result["frames"]}
     size = scale["bytes"]["value_bytes"]
     bytes_label = f"{size / 2**20:,.0f} MiB `bytes`"
-    bytes_memory = {m["store"]: m["ratio"] for m in scale["bytes"]["memory"]}
+    bytes_memory = {m["store"]: _both_ratios(m) for m in scale["bytes"]["memory"]}
     rows = []
     for store in result["config"]["stores"]:
         for n in scale["rows"]:
@@ -194,7 +194,7 @@ def _scale_tables(result: dict[str, Any]) -> list[str]:
                     f"{n:,} rows",
                     _mb(frame_bytes[n]),
                     *_scale_cells(pandas, floor, frame_bytes[n]),
-                    "–" if (store, n) not in memory else f"{memory[(store, n)]:.2f}×",
+                    memory.get((store, n), "–"),
                 ]
             )
         entries = {e["method"]: e for e in scale["bytes"]["timings"] if e["store"] == store}
@@ -204,7 +204,7 @@ def _scale_tables(result: dict[str, Any]) -> list[str]:
                 bytes_label,
                 _mb(size),
                 *_scale_cells(entries.get("pandas"), entries.get("floor"), size),
-                "–" if store not in bytes_memory else f"{bytes_memory[store]:.2f}×",
+                bytes_memory.get(store, "–"),
             ]
         )
     fits = [
@@ -213,7 +213,8 @@ def _scale_tables(result: dict[str, Any]) -> list[str]:
     ]
     return [
         f"\n**Scale series** (loopback, pandas backend and floor, median of {result['config']['repeat']} "
-        f"runs, every run checked exact; memory = peak extra / value size; {scale['seconds']:.0f} s for "
+        f"runs, every run checked exact; memory = peak extra / value size, the sum of the Python and Arrow "
+        f"peaks, with the instantaneous sampled peak in brackets; {scale['seconds']:.0f} s for "
         "the sizes the main pass lacks and the bytes value)\n",
         _table(
             ["store", "value", "in memory", "pandas", "floor", "pandas / floor", "pandas per MB", "memory"],
@@ -222,6 +223,11 @@ def _scale_tables(result: dict[str, Any]) -> list[str]:
         "\n**Linearity**: least-squares slope of log(pandas round trip) on log(rows); 1 is linear\n",
         _table(["store", "fitted over", "slope"], fits),
     ]
+
+
+def _both_ratios(memory: dict[str, Any]) -> str:
+    """A memory entry's judged ratio (an upper bound) and its sampled one (a lower bound)."""
+    return f"{memory['ratio']:.2f}× ({memory['ratio_sampled']:.2f}×)"
 
 
 def _scale_cells(pandas: dict[str, Any] | None, floor: dict[str, Any] | None, size: int) -> list[str]:
