@@ -163,10 +163,11 @@ class ContiguousDownload(Download):
 class ChunkedDownload(Download):
     """The object in chunks of Arrow memory, read through `file()`; chunks can be released.
 
-    When the store announced the size, chunks are `chunk_bytes` (the last one trimmed to the end).
-    When it did not (a streamed body without a length), they start at `FIRST_CHUNK_BYTES` and each
-    is as large as all before it, up to `chunk_bytes`: a small object does not sit in a chunk many
-    times its size, and a large one still takes few allocations.
+    When the store announced the size, a chunk is an eighth of it, from `FIRST_CHUNK_BYTES` to
+    `chunk_bytes` (the last one trimmed to the end). When it did not (a streamed body without a
+    length), chunks start at `FIRST_CHUNK_BYTES` and each is as large as all before it, up to
+    `chunk_bytes`: a small object does not sit in a chunk many times its size, and a large one still
+    takes few allocations.
     """
 
     def __init__(self, chunk_bytes: int = CHUNK_BYTES) -> None:
@@ -178,7 +179,7 @@ class ChunkedDownload(Download):
         self._released = 0  # the chunks [0, _released) were let go
 
     def _reserve(self, size: int) -> None:
-        return None  # chunks are allocated as bytes arrive; the size only trims the last one
+        return None  # chunks are allocated as bytes arrive; the size only sets their length
 
     def _next_length(self, start: int) -> int:
         if self._expected is not None:

@@ -207,7 +207,6 @@ class FeatherCodec(_FrameTable):
             if dictionary is not None:
                 table = table.set_column(i, table.schema.field(i).with_type(dictionary.type), dictionary)
                 encoded.append(i)
-            del dictionary  # a column left as text lets go of its dictionary before the writer runs
         meta["dictionary_text"] = encoded  # cast back to text when read, so pandas sees no category
         table = self._with_meta(table, meta)
         options = pa.ipc.IpcWriteOptions(compression="lz4", unify_dictionaries=True)
@@ -215,7 +214,8 @@ class FeatherCodec(_FrameTable):
             writer.write_table(table, max_chunksize=_batch_rows(table.num_rows, self._BATCH_ROWS))
 
     def _dictionary_of(self, column: Any) -> Any:
-        """The text column dictionary-encoded, or None when too many of its values are distinct."""
+        """The text column dictionary-encoded, or None when too many of its values are distinct (the
+        trial dictionary is freed here, not held while the writer runs)."""
         dictionary = column.dictionary_encode()
         distinct = max((len(chunk.dictionary) for chunk in dictionary.chunks), default=0)
         return dictionary if distinct <= self._DICTIONARY_SHARE * len(column) else None
