@@ -194,6 +194,10 @@ class FeatherCodec(_FrameTable):
     # Text columns are written dictionary-encoded when at most this share of their values is
     # distinct: the usual low-cardinality text shrinks by the repeats, unique ids are left as they are.
     _DICTIONARY_SHARE = 0.5
+    # Finding that share builds the whole dictionary, whose hash table can take twice the column's
+    # size for a moment. Under a MiB of text, the most a dictionary could save is under a MiB of
+    # transfer (and lz4 already shortens repeats), so smaller columns are stored as they are.
+    _DICTIONARY_MIN_BYTES = 1 << 20
     _MAGIC = 8  # "ARROW1" and its padding: what precedes the IPC stream inside a file
 
     def write(self, value: Any, sink: BinaryIO) -> None:
@@ -203,6 +207,8 @@ class FeatherCodec(_FrameTable):
         table, meta = self._table_of(value)
         encoded = []
         for i in _text_columns(table):
+            if table.column(i).nbytes < self._DICTIONARY_MIN_BYTES:
+                continue
             dictionary = self._dictionary_of(table.column(i))
             if dictionary is not None:
                 table = table.set_column(i, table.schema.field(i).with_type(dictionary.type), dictionary)

@@ -131,10 +131,23 @@ def test_a_download_of_unannounced_size_grows_its_chunks_and_lets_go_of_every_on
     assert large.read_range(1_000_000, 1_000_001).to_pybytes() == b"x"
 
 
+def test_feather_stores_a_small_text_column_as_text_without_trying_a_dictionary(monkeypatch):
+    tried = []
+    monkeypatch.setattr(FeatherCodec, "_dictionary_of", lambda self, column: tried.append(column))
+    frame = pd.DataFrame({"repeated": pd.Series(["paid", "new"] * 500, dtype="str")})
+    data = FeatherCodec().encode(frame).data
+
+    assert tried == []
+    assert not pa.types.is_dictionary(pa.ipc.open_file(pa.BufferReader(data)).schema.field("repeated").type)
+    pd.testing.assert_frame_equal(FeatherCodec().decode(data), frame, check_exact=True)
+
+
 def test_feather_dictionary_encodes_repeated_text_only_and_pandas_reads_the_file():
-    repeated = pd.Series(["paid", "new"] * 500, dtype="str")
-    unique = pd.Series([f"id-{i}" for i in range(1000)], dtype="str")
-    frame = pd.DataFrame({"repeated": repeated, "unique": unique, "n": range(1000)})
+    rows = 60_000  # each text column over a MiB: smaller ones are never dictionary-encoded
+    repeated = pd.Series(["awaiting-payment", "shipped-by-courier"] * (rows // 2), dtype="str")
+    unique = pd.Series([f"order-{i:012d}" for i in range(rows)], dtype="str")
+    frame = pd.DataFrame({"repeated": repeated, "unique": unique, "n": range(rows)})
+    assert min(pa.array(frame[c]).nbytes for c in ("repeated", "unique")) > FeatherCodec._DICTIONARY_MIN_BYTES
     data = FeatherCodec().encode(frame).data
 
     schema = pa.ipc.open_file(pa.BufferReader(data)).schema

@@ -15,7 +15,8 @@ fake-gcs-server, Azure Blob on Azurite) and each frame size it times one XCom ro
                back and read with ``pd.read_parquet``.
 
 ``codec`` (Parquet encode + decode, no store) is timed once per size as a reference. Then it measures
-the peak extra memory of each round trip (``memory_pass``, a process of its own), the in-process cost
+the peak extra memory of each round trip (``memory_pass``, a process of its own, tracemalloc and
+Arrow's pool; then ``heap``, one exact counter of every allocation, the judged figure), the in-process cost
 of small values kept in the database by the threshold against Airflow's default database XCom, and the
 round trips again over a cloud-like link (``shaped``: a network namespace behind a veth pair, tbf at
 1 Gbit/s and 5 ms each way; needs root). The scale series (``scale``, loopback, pandas and floor)
@@ -33,9 +34,10 @@ and ``bench-scale.png`` (to ``docs/`` unless ``--out-dir``).
 
 Each timing is summarised (median, IQR, stddev, min, max, mean, rounds) by pytest-benchmark's
 statistics class; ratios and targets use the medians. One module per concern: ``config`` (sizes,
-targets, stores), ``data``, ``methods``, ``memory``, ``stats``, ``run``, ``scale``, ``profiling``,
-``machine``, ``report`` and ``outputs``, the child processes ``memory_pass``, ``shaped`` and
-``commonio_s3`` (with its venv, ``commonio_venv``), with the command line in ``cli``.
+targets, stores), ``data``, ``methods``, ``memory``, ``heap`` (and its ``heap_peak.c``), ``stats``,
+``run``, ``scale``, ``profiling``, ``machine``, ``report`` and ``outputs``, the child processes
+``memory_pass``, ``shaped`` and ``commonio_s3`` (with its venv, ``commonio_venv``), with the command
+line in ``cli``.
 """
 
 from tools.bench.cli import main, parse_args

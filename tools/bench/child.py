@@ -22,8 +22,9 @@ class ChildError(RuntimeError):
     """A child failed or died; the message names which and how (its output is above it)."""
 
 
-def run_child(what: str, command: list[str], request: Any) -> Any:
-    """Run `command` + [answer file] with `request` on stdin; return the answer it wrote."""
+def run_child(what: str, command: list[str], request: Any, env: dict[str, str] | None = None) -> Any:
+    """Run `command` + [answer file] with `request` on stdin, in `env` (by default this process's
+    environment); return the answer it wrote."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "answer.json"
         proc = subprocess.run(
@@ -31,7 +32,7 @@ def run_child(what: str, command: list[str], request: Any) -> Any:
             input=json.dumps(request),
             text=True,
             cwd=PROJECT_ROOT,
-            env=os.environ.copy(),
+            env=os.environ.copy() if env is None else env,
             timeout=TIMEOUT_S,
             check=False,
         )

@@ -98,6 +98,18 @@ def measure_memory(method: Method, frame: pd.DataFrame) -> dict[str, dict[str, i
     return {"push": push, "pull": pull}
 
 
+def memory_figures(peaks: dict[str, dict[str, int]], value_bytes: int) -> dict[str, Any]:
+    """The figures of one round trip's memory entry: the larger stage's peak by each measure, and its
+    ratio to the value's size. The judged one, ``peak_bytes``/``ratio``, is the heap pass's exact count;
+    the memory pass's bounds of the Python + Arrow peak are beside it (``upper``, ``sampled``)."""
+    figures: dict[str, Any] = {"push": peaks["push"], "pull": peaks["pull"]}
+    for figure, suffix in (("heap", ""), ("upper", "_upper"), ("sampled", "_sampled")):
+        peak = max(peaks["push"][figure], peaks["pull"][figure])
+        figures[f"peak{suffix}_bytes"] = peak
+        figures[f"ratio{suffix}"] = peak / value_bytes
+    return figures
+
+
 def measure_call(call: Callable[[], Any]) -> dict[str, int]:
     """Peak extra bytes of one call, as `measure_memory` counts them for one stage."""
     require_tracing()

@@ -105,15 +105,17 @@ def render_tables(result: dict[str, Any]) -> str:
                 m["store"],
                 m["method"],
                 f"{m['rows']:,}",
-                _mb(m["push"]["python"]) + " + " + _mb(m["push"]["arrow"]),
-                _mb(m["pull"]["python"]) + " + " + _mb(m["pull"]["arrow"]),
-                f"{m['ratio']:.2f}× ({m['ratio_sampled']:.2f}×)",
+                _mb(m["push"]["heap"]) + f" ({_mb(m['push']['python'])} + {_mb(m['push']['arrow'])})",
+                _mb(m["pull"]["heap"]) + f" ({_mb(m['pull']['python'])} + {_mb(m['pull']['arrow'])})",
+                _ratios(m),
             ]
             for m in result["memory"]
         ]
         parts.append(
-            "\n**Peak extra memory of one round trip** (Python + Arrow, per stage; ratio = the larger "
-            "stage's sum / frame size, with the instantaneous sampled peak in brackets)\n"
+            "\n**Peak extra memory of one round trip** (per stage: the heap pass's exact peak, with the "
+            "memory pass's Python + Arrow peaks in brackets; ratio = the larger stage's exact peak / frame "
+            "size, with the Python + Arrow combined peak's bounds in brackets: sampled at one instant "
+            "and the sum of the two peaks)\n"
         )
         parts.append(_table(["store", "method", "rows", "push peak", "pull peak", "ratio"], mem_rows))
 
@@ -178,11 +180,11 @@ def _judged(target: dict[str, Any]) -> list[str]:
 def _scale_tables(result: dict[str, Any]) -> list[str]:
     """The scale series per store: time and memory at each size, the bytes value, the linearity fit."""
     scale = result["scale"]
-    memory = {(m["store"], m["rows"]): _both_ratios(m) for m in result["memory"] if m["method"] == "pandas"}
+    memory = {(m["store"], m["rows"]): _ratios(m) for m in result["memory"] if m["method"] == "pandas"}
     frame_bytes = {f["rows"]: f["memory_bytes"] for f in result["frames"]}
     size = scale["bytes"]["value_bytes"]
     bytes_label = f"{size / 2**20:,.0f} MiB `bytes`"
-    bytes_memory = {m["store"]: _both_ratios(m) for m in scale["bytes"]["memory"]}
+    bytes_memory = {m["store"]: _ratios(m) for m in scale["bytes"]["memory"]}
     rows = []
     for store in result["config"]["stores"]:
         for n in scale["rows"]:
@@ -213,8 +215,8 @@ def _scale_tables(result: dict[str, Any]) -> list[str]:
     ]
     return [
         f"\n**Scale series** (loopback, pandas backend and floor, median of {result['config']['repeat']} "
-        f"runs, every run checked exact; memory = peak extra / value size, the sum of the Python and Arrow "
-        f"peaks, with the instantaneous sampled peak in brackets; {scale['seconds']:.0f} s for "
+        f"runs, every run checked exact; memory = exact peak extra heap / value size, with the bounds of "
+        f"the Python + Arrow combined peak in brackets; {scale['seconds']:.0f} s for "
         "the sizes the main pass lacks and the bytes value)\n",
         _table(
             ["store", "value", "in memory", "pandas", "floor", "pandas / floor", "pandas per MB", "memory"],
@@ -225,9 +227,10 @@ def _scale_tables(result: dict[str, Any]) -> list[str]:
     ]
 
 
-def _both_ratios(memory: dict[str, Any]) -> str:
-    """A memory entry's judged ratio (an upper bound) and its sampled one (a lower bound)."""
-    return f"{memory['ratio']:.2f}× ({memory['ratio_sampled']:.2f}×)"
+def _ratios(memory: dict[str, Any]) -> str:
+    """A memory entry's judged ratio (the heap pass's exact peak), and the memory pass's bounds of the
+    Python + Arrow peak: the largest sum seen at one instant, and the sum of the two peaks."""
+    return f"{memory['ratio']:.2f}× ({memory['ratio_sampled']:.2f}–{memory['ratio_upper']:.2f}×)"
 
 
 def _scale_cells(pandas: dict[str, Any] | None, floor: dict[str, Any] | None, size: int) -> list[str]:
@@ -409,8 +412,17 @@ tracing is never started or stopped while other threads run (that crashes CPytho
 [docs/repro/tracemalloc_race.md](repro/tracemalloc_race.md)), with `tracemalloc` (Python objects and
 numpy arrays, exact peak) plus pyarrow's allocator (`pa.total_allocated_bytes()` sampled every
 millisecond by a thread, and the pool's `max_memory()` when it rises): the peak of each stage above
-what was allocated before the push, counting the frame the pull returns. The ratio uses the sum of the
-two peaks (an upper bound).
+what was allocated before the push, counting the frame the pull returns. Those two counters cannot be
+read together at every instant, so they only bound the combined peak: from below by the largest sum
+sampled, from above by the sum of the two peaks. The judged figure comes from a third run, the heap
+pass (`tools/bench/heap.py`): the same round trips in a process where Python allocates with malloc
+(`PYTHONMALLOC=malloc`), Arrow too (`ARROW_DEFAULT_MEMORY_POOL=system`), and a preloaded library
+(`tools/bench/heap_peak.c`, built with the machine's C compiler) counts every malloc, realloc and free
+of every thread in one counter: the exact peak of the heap at any instant above what was held before
+the push, the SDKs' and C libraries' allocations included, tracemalloc's none. It counts the
+allocator's usable sizes, and a realloc that copies a block on the heap as holding both blocks for
+the copy (one that glibc moves with mremap as one). Memory-mapped files and thread stacks are not heap
+and are not counted.
 
 Small values: with `{THRESHOLD_SETTING}={SMALL_THRESHOLD}` an int and a 1 kB dict stay in
 Airflow's database, so the backend's `serialize_value`/`deserialize_value` return the value inline;

@@ -30,6 +30,7 @@ from tools.bench.config import (
 )
 from tools.bench.data import make_frame, small_dict
 from tools.bench.machine import machine_info
+from tools.bench.memory import memory_figures
 from tools.bench.memory_pass import run_jobs
 from tools.bench.methods import (
     BackendMethod,
@@ -269,8 +270,6 @@ def frame_memory(
     frame_bytes_of = {f["rows"]: f["memory_bytes"] for f in frames}
     memory = []
     for job, peaks in zip(jobs, results, strict=True):
-        peak = max(peaks["push"]["upper"], peaks["pull"]["upper"])
-        sampled = max(peaks["push"]["sampled"], peaks["pull"]["sampled"])
         frame_bytes = frame_bytes_of[job["rows"]]
         memory.append(
             {
@@ -278,12 +277,7 @@ def frame_memory(
                 "method": job["method"],
                 "rows": job["rows"],
                 "frame_bytes": frame_bytes,
-                "push": peaks["push"],
-                "pull": peaks["pull"],
-                "peak_bytes": peak,
-                "peak_sampled_bytes": sampled,
-                "ratio": peak / frame_bytes,
-                "ratio_sampled": sampled / frame_bytes,
+                **memory_figures(peaks, frame_bytes),
             }
         )
     return memory

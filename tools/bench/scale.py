@@ -33,6 +33,7 @@ from tools.bench.config import (
     StoreSpec,
 )
 from tools.bench.data import make_bytes
+from tools.bench.memory import memory_figures
 from tools.bench.memory_pass import run_jobs
 from tools.bench.methods import BackendMethod, FloorMethod, Method, freeze_heap, import_path, time_once
 from tools.bench.stats import rotated, summary
@@ -151,19 +152,12 @@ def bytes_memory(jobs: list[dict[str, Any]], results: list[dict[str, Any]]) -> l
     """The memory entries of the bytes value, from the memory pass's peaks."""
     memory = []
     for job, peaks in zip(jobs, results, strict=True):
-        peak = max(peaks["push"]["upper"], peaks["pull"]["upper"])
-        sampled = max(peaks["push"]["sampled"], peaks["pull"]["sampled"])
         memory.append(
             {
                 "store": job["store"],
                 "method": job["method"],
                 "value_bytes": job["size"],
-                "push": peaks["push"],
-                "pull": peaks["pull"],
-                "peak_bytes": peak,
-                "peak_sampled_bytes": sampled,
-                "ratio": peak / job["size"],
-                "ratio_sampled": sampled / job["size"],
+                **memory_figures(peaks, job["size"]),
             }
         )
     return memory
