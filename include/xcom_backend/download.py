@@ -174,8 +174,7 @@ class ChunkedDownload(Download):
         super().__init__()
         self.chunk_bytes = chunk_bytes
         self._chunks: list[Any] = []  # pyarrow Buffers; None once released
-        self._starts: list[int] = []  # where each chunk begins in the object
-        self._ends: list[int] = []  # one past where each chunk ends
+        self._ends: list[int] = []  # one past where each chunk ends (each begins where the last ended)
         self._released = 0  # the chunks [0, _released) were let go
 
     def _reserve(self, size: int) -> None:
@@ -195,10 +194,12 @@ class ChunkedDownload(Download):
         while not self._ends or offset >= self._ends[-1]:
             start = self._ends[-1] if self._ends else 0
             length = self._next_length(start)
-            self._starts.append(start)
             self._ends.append(start + length)
             self._chunks.append(pa.allocate_buffer(length))
-        return bisect.bisect_right(self._starts, offset) - 1
+        return bisect.bisect_right(self._ends, offset)  # the first chunk ending past it
+
+    def _start(self, index: int) -> int:
+        return self._ends[index - 1] if index else 0
 
     def _chunk(self, index: int) -> Any:
         chunk = self._chunks[index]
@@ -214,7 +215,7 @@ class ChunkedDownload(Download):
                 raise TruncatedDownload(f"the store sent more than the {self._expected} bytes it announced")
             index = self._index(at)
             target = memoryview(self._chunk(index)).cast("B")
-            inside = at - self._starts[index]
+            inside = at - self._start(index)
             count = min(len(view) - done, len(target) - inside)
             target[inside : inside + count] = view[done : done + count]
             done += count
@@ -229,7 +230,7 @@ class ChunkedDownload(Download):
         while start < end:
             index = self._index(start)
             chunk = self._chunk(index)
-            inside = start - self._starts[index]
+            inside = start - self._start(index)
             count = min(end - start, chunk.size - inside)
             pieces.append(chunk.slice(inside, count))
             start += count
