@@ -26,7 +26,10 @@ from typing import Any
 # a reader has passed stays a few percent of a large frame.
 CHUNK_BYTES = 4 * 1024 * 1024
 # The first chunk of an object whose size the store did not say.
-FIRST_CHUNK_BYTES = 64 * 1024
+FIRST_CHUNK_BYTES = 32 * 1024
+# Without an announced size, each chunk is this fraction of what came before it: the chunks a reader
+# has not yet passed, and the unused end of the last one, stay an eighth of the object or less.
+_GROWTH = 8
 # How much an adapter reads from a response body at a time.
 READ_BYTES = 256 * 1024
 
@@ -165,7 +168,7 @@ class ChunkedDownload(Download):
 
     When the store announced the size, a chunk is an eighth of it, from `FIRST_CHUNK_BYTES` to
     `chunk_bytes` (the last one trimmed to the end). When it did not (a streamed body without a
-    length), chunks start at `FIRST_CHUNK_BYTES` and each is as large as all before it, up to
+    length), chunks start at `FIRST_CHUNK_BYTES` and each is an eighth of all before it, up to
     `chunk_bytes`: a small object does not sit in a chunk many times its size, and a large one still
     takes few allocations.
     """
@@ -185,7 +188,7 @@ class ChunkedDownload(Download):
             # An eighth of the object, so that a reader releases a small object as it goes too.
             length = min(self.chunk_bytes, max(FIRST_CHUNK_BYTES, self._expected // 8))
             return max(1, min(length, self._expected - start))
-        return min(self.chunk_bytes, max(FIRST_CHUNK_BYTES, start))
+        return min(self.chunk_bytes, max(FIRST_CHUNK_BYTES, start // _GROWTH))
 
     def _index(self, offset: int) -> int:
         """The chunk holding ``offset``, allocating chunks up to it."""

@@ -109,7 +109,7 @@ def test_a_frame_of_several_batches_round_trips_and_a_corrupted_one_names_its_re
     monkeypatch.setenv("AIRFLOW__XCOM_BACKEND__PANDAS_FORMAT", frame_format)
     use_new_bucket(scheme)
     cls = backend_for(scheme, pandas=True)
-    frame = make_frame(200_000, seed=7)  # four batches (row groups), each several chunks' worth
+    frame = make_frame(200_000, seed=7)  # sixteen batches (row groups) over eight chunks, some spanning two
     stored = push(cls, frame)
     pd.testing.assert_frame_equal(pull(cls, stored), frame, check_exact=True)
 
