@@ -25,11 +25,11 @@ from typing import Any
 # Chunks of Arrow memory: big enough for few allocations, small enough that what is left of a chunk
 # a reader has passed stays a few percent of a large frame.
 CHUNK_BYTES = 4 * 1024 * 1024
-# The first chunk of an object whose size the store did not say.
+# The smallest chunk, and the first of an object whose size the store did not say.
 FIRST_CHUNK_BYTES = 32 * 1024
-# Without an announced size, each chunk is this fraction of what came before it: the chunks a reader
-# has not yet passed, and the unused end of the last one, stay an eighth of the object or less.
-_GROWTH = 8
+# A chunk is this fraction of the object (of what came before it, when the size was not announced):
+# the chunks a reader has not yet passed, and the unused end of the last one, stay that small.
+_CHUNKS_PER_OBJECT = 8
 # How much an adapter reads from a response body at a time.
 READ_BYTES = 256 * 1024
 
@@ -185,10 +185,9 @@ class ChunkedDownload(Download):
 
     def _next_length(self, start: int) -> int:
         if self._expected is not None:
-            # An eighth of the object, so that a reader releases a small object as it goes too.
-            length = min(self.chunk_bytes, max(FIRST_CHUNK_BYTES, self._expected // 8))
+            length = min(self.chunk_bytes, max(FIRST_CHUNK_BYTES, self._expected // _CHUNKS_PER_OBJECT))
             return max(1, min(length, self._expected - start))
-        return min(self.chunk_bytes, max(FIRST_CHUNK_BYTES, start // _GROWTH))
+        return min(self.chunk_bytes, max(FIRST_CHUNK_BYTES, start // _CHUNKS_PER_OBJECT))
 
     def _index(self, offset: int) -> int:
         """The chunk holding ``offset``, allocating chunks up to it."""
